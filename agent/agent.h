@@ -1,0 +1,43 @@
+// Agent: sources, pipelines and sinks of one config, wired and running.
+//
+//   ASSIGN_OR_RETURN(auto agent, Agent::Create(config, registry, RealClock()));
+//   agent->Start();
+//   ...                       // until SIGTERM
+//   agent->Shutdown();        // stop intake, finish in-flight work, drain
+#ifndef SLUICE_AGENT_AGENT_H_
+#define SLUICE_AGENT_AGENT_H_
+
+#include <memory>
+
+#include "config/config.h"
+#include "platform/clock.h"
+#include "platform/status.h"
+#include "sinks/sink.h"
+
+namespace sluice::agent {
+
+class Agent {
+ public:
+  // Refuses, with a message naming the part, configs that use what this
+  // build cannot run yet. Creates the data directory.
+  static StatusOr<std::unique_ptr<Agent>> Create(const config::Config& config,
+                                                 const sinks::SinkRegistry& sinks,
+                                                 const Clock& clock);
+  ~Agent();
+
+  void Start();
+
+  // Stops the sources (no new readings), lets the pipelines finish what they
+  // took, and gives the sinks until agent.shutdown_grace to deliver.
+  void Shutdown();
+
+  class Impl;
+
+ private:
+  explicit Agent(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::agent
+
+#endif  // SLUICE_AGENT_AGENT_H_

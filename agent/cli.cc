@@ -1,0 +1,131 @@
+#include "agent/cli.h"
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <iostream>
+
+#include "agent/agent.h"
+#include "agent/simulate.h"
+#include "config/loader.h"
+#include "platform/build_info.h"
+#include "platform/log.h"
+#include "platform/signals.h"
+#include "sinks/sink.h"
+
+namespace sluice::agent {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr const char* kDefaultConfig = "/etc/sluice/sluice.yaml";
+
+// Loads `path`, printing every diagnostic to stderr.
+StatusOr<config::Config> LoadOrReport(const std::string& path) {
+  std::vector<config::Diagnostic> errors;
+  auto config = config::LoadConfigFile(path, &errors);
+  if (!config.ok()) {
+    for (const auto& e : errors) std::cerr << config::FormatDiagnostic(e) << "\n";
+    if (errors.empty()) std::cerr << path << ": " << config.status().message() << "\n";
+    if (errors.size() > 1) std::cerr << errors.size() << " errors in " << path << "\n";
+  }
+  return config;
+}
+
+int Validate(const std::string& path) {
+  auto config = LoadOrReport(path);
+  if (!config.ok()) return kExitError;
+  std::cout << path << ": OK (" << config->sources.size() << " source(s), "
+            << config->pipelines.size() << " pipeline(s), " << config->sinks.size()
+            << " sink(s))\n";
+  return kExitOk;
+}
+
+int Run(const std::string& path, const std::string& log_level_override) {
+  // Before any thread starts, so that only the main loop sees the signals.
+  SignalWaiter signals;
+  auto config = LoadOrReport(path);
+  if (!config.ok()) return kExitError;
+
+  auto level = ParseLogLevel(log_level_override.empty() ? config->agent.log.level
+                                                        : log_level_override);
+  if (!level.ok()) {
+    std::cerr << "--log-level: " << level.status().message() << "\n";
+    return kExitUsage;
+  }
+  ConfigureLogging(*level, DetectLogFormat(config->agent.log.format));
+  if (config->agent.http != "off") {
+    LogInfo("agent.http (", config->agent.http,
+            "): the metrics and health endpoint is not part of this version yet; not serving it");
+  }
+
+  sinks::SinkRegistry registry;
+  sinks::RegisterBuiltins(registry);
+  auto agent = Agent::Create(*config, registry, RealClock());
+  if (!agent.ok()) {
+    LogError("cannot start: ", agent.status().message());
+    return kExitError;
+  }
+  (*agent)->Start();
+  while (true) {
+    std::optional<int> sig = signals.Wait(Millis(1000));
+    if (!sig) continue;
+    if (*sig == SIGHUP) {
+      LogWarn("SIGHUP: reloading the config is not part of this version yet; keeping the running one");
+      continue;
+    }
+    LogInfo(*sig == SIGINT ? "SIGINT" : "SIGTERM", " received");
+    break;
+  }
+  (*agent)->Shutdown();
+  return kExitOk;
+}
+
+int Version() {
+  std::cout << "sluice " << build_info::kVersion << "\n"
+            << "revision: " << build_info::kGitRevision << "\n"
+            << "build type: " << build_info::kBuildType << "\n"
+            << "target: " << build_info::kTargetArch << "\n"
+            << "compiler: " << build_info::kCompiler << "\n";
+  return kExitOk;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{"sluice: edge telemetry agent. MQTT in; windows, alerts and a durable queue on the "
+               "gateway; Kafka, HTTP, MQTT or files out."};
+  app.require_subcommand(1);
+
+  std::string run_config = kDefaultConfig;
+  std::string log_level;
+  CLI::App* run = app.add_subcommand("run", "Run the agent until SIGTERM or SIGINT");
+  run->add_option("-c,--config", run_config, "Config file")->capture_default_str();
+  run->add_option("--log-level", log_level, "Override agent.log.level (debug, info, warn, error)");
+
+  std::string validate_config = kDefaultConfig;
+  CLI::App* validate = app.add_subcommand(
+      "validate", "Check a config: exit 0 if it is valid, else print every error and exit 1");
+  validate->add_option("-c,--config", validate_config, "Config file")->capture_default_str();
+
+  SimulateOptions simulate_options;
+  CLI::App* simulate = AddSimulateCommand(app, simulate_options);
+
+  CLI::App* version = app.add_subcommand("version", "Print version, revision, build type and target");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  if (run->parsed()) return Run(run_config, log_level);
+  if (validate->parsed()) return Validate(validate_config);
+  if (simulate->parsed()) return RunSimulate(simulate_options);
+  if (version->parsed()) return Version();
+  std::cerr << app.help();
+  return kExitUsage;
+}
+
+}  // namespace sluice::agent

@@ -1,0 +1,59 @@
+#include "operators/output.h"
+
+#include <cstdio>
+
+#include "platform/json_text.h"
+
+namespace sluice::operators {
+
+std::string HashHex(std::string_view bytes) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 offset basis
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ull;  // FNV prime
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+Envelope MakeReadingEnvelope(const OutputContext& context, const Record& record) {
+  std::string fields;
+  fields.reserve(32 * record.fields.size() + 2);
+  fields += '{';
+  for (size_t i = 0; i < record.fields.size(); ++i) {
+    if (i > 0) fields += ',';
+    AppendJsonString(fields, record.fields[i].name);
+    fields += ':';
+    AppendValueJson(fields, record.fields[i].value);
+  }
+  fields += '}';
+
+  std::string time = std::to_string(record.event_time_ms);
+  std::string identity;
+  identity.reserve(record.topic.size() + time.size() + fields.size() + 2);
+  identity.append(record.topic).append(1, '\0').append(time).append(1, '\0').append(fields);
+
+  Envelope e;
+  e.id = context.pipeline + ":" + HashHex(identity);
+  e.key = record.topic;
+  std::string& b = e.body;
+  b.reserve(fields.size() + record.topic.size() + e.id.size() + context.agent_id.size() +
+            context.pipeline.size() + 96);
+  b += "{\"id\":";
+  AppendJsonString(b, e.id);
+  b += ",\"agent\":";
+  AppendJsonString(b, context.agent_id);
+  b += ",\"pipeline\":";
+  AppendJsonString(b, context.pipeline);
+  b += ",\"kind\":\"reading\",\"topic\":";
+  AppendJsonString(b, record.topic);
+  b += ",\"time\":";
+  b += time;
+  b += ",\"fields\":";
+  b += fields;
+  b += '}';
+  return e;
+}
+
+}  // namespace sluice::operators

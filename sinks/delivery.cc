@@ -1,0 +1,145 @@
+#include "sinks/delivery.h"
+
+#include <algorithm>
+
+#include "platform/log.h"
+
+namespace sluice::sinks {
+
+DeliveryLoop::DeliveryLoop(std::string sink_name, Sink& sink, SinkQueue& queue,
+                           DeadLetterStore& dead_letters, const Clock& clock,
+                           DeliveryOptions options)
+    : name_(std::move(sink_name)),
+      sink_(sink),
+      queue_(queue),
+      dead_letters_(dead_letters),
+      clock_(clock),
+      options_(options),
+      jitter_state_(0x9E3779B97F4A7C15ull ^ std::hash<std::string>{}(name_)) {}
+
+void DeliveryLoop::Stop(SteadyTime drain_deadline) {
+  std::lock_guard<std::mutex> lock(mu_);
+  stop_ = true;
+  drain_deadline_ = drain_deadline;
+  wake_.notify_all();
+}
+
+bool DeliveryLoop::StopRequested() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stop_;
+}
+
+bool DeliveryLoop::Backoff(Millis delay) {
+  std::unique_lock<std::mutex> lock(mu_);
+  SteadyTime until = clock_.Now() + delay;
+  while (clock_.Now() < until) {
+    if (stop_ && clock_.Now() >= drain_deadline_) return false;
+    SteadyTime wake_at = stop_ ? std::min(until, drain_deadline_) : until;
+    clock_.WaitUntil(lock, wake_, wake_at);
+  }
+  return !(stop_ && clock_.Now() >= drain_deadline_);
+}
+
+Millis DeliveryLoop::NextDelay() {
+  backoff_ = backoff_.count() == 0 ? options_.initial_backoff
+                                   : std::min(options_.max_backoff, backoff_ * 2);
+  // Full jitter on the upper half: gateways that lost the same uplink do
+  // not all come back in the same millisecond.
+  jitter_state_ ^= jitter_state_ << 13;
+  jitter_state_ ^= jitter_state_ >> 7;
+  jitter_state_ ^= jitter_state_ << 17;
+  int64_t half = backoff_.count() / 2;
+  int64_t jitter = half > 0 ? static_cast<int64_t>(jitter_state_ % static_cast<uint64_t>(half + 1)) : 0;
+  return Millis(half + jitter);
+}
+
+Status DeliveryLoop::DeadLetterBatch(std::span<const QueuedEnvelope> batch, size_t index,
+                                     const Status& reason) {
+  const Envelope& e = batch[index].envelope;
+  DeadLetter letter;
+  letter.time_ms = ToEpochMillis(clock_.WallNow());
+  letter.origin = "sink";
+  letter.name = name_;
+  letter.reason = reason.ToString();
+  letter.payload = e.body;
+  RETURN_IF_ERROR(dead_letters_.Put(letter));
+  counters_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+  return Status::Ok();
+}
+
+void DeliveryLoop::Run() {
+  const size_t max_batch = std::max<size_t>(1, sink_.max_batch_records());
+  while (true) {
+    if (StopRequested()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (clock_.Now() >= drain_deadline_) break;
+    }
+    auto peeked = queue_.Peek(max_batch, options_.idle_poll);
+    if (!peeked.ok()) {
+      LogError("sink '", name_, "': reading its queue failed: ", peeked.status().ToString());
+      if (!Backoff(NextDelay())) break;
+      continue;
+    }
+    std::vector<QueuedEnvelope>& batch = *peeked;
+    if (batch.empty()) {
+      if (StopRequested()) break;
+      continue;
+    }
+    std::vector<Envelope> envelopes;
+    envelopes.reserve(batch.size());
+    for (const QueuedEnvelope& q : batch) envelopes.push_back(q.envelope);
+
+    WriteResult result = sink_.Write(envelopes);
+    if (IsTransient(result.status)) {
+      counters_.retried.fetch_add(1, std::memory_order_relaxed);
+      if (!failing_) {
+        LogWarn("sink '", name_, "': delivery failing, will retry: ", result.status.ToString());
+        failing_ = true;
+      }
+      Millis delay = result.retry_after ? *result.retry_after : NextDelay();
+      if (!Backoff(delay)) break;
+      continue;
+    }
+
+    Status dead_letter_status;
+    if (!result.status.ok()) {
+      LogError("sink '", name_, "': ", batch.size(), " records refused for good, dead-lettered: ",
+               result.status.ToString());
+      for (size_t i = 0; i < batch.size() && dead_letter_status.ok(); ++i) {
+        dead_letter_status = DeadLetterBatch(batch, i, result.status);
+      }
+    } else {
+      for (const Rejection& r : result.rejected) {
+        if (!dead_letter_status.ok()) break;
+        if (r.index < batch.size()) dead_letter_status = DeadLetterBatch(batch, r.index, r.reason);
+      }
+      if (!result.rejected.empty()) {
+        LogWarn("sink '", name_, "': ", result.rejected.size(),
+                " records refused for good, dead-lettered; first: ",
+                result.rejected.front().reason.ToString());
+      }
+      counters_.delivered.fetch_add(batch.size() - result.rejected.size(),
+                                    std::memory_order_relaxed);
+    }
+    if (!dead_letter_status.ok()) {
+      // Keep the batch queued rather than lose it: try the whole thing again.
+      LogError("sink '", name_, "': cannot dead-letter refused records, keeping them queued: ",
+               dead_letter_status.ToString());
+      if (!Backoff(NextDelay())) break;
+      continue;
+    }
+    if (Status s = queue_.Remove(batch.back().seq); !s.ok()) {
+      LogError("sink '", name_, "': removing delivered records failed: ", s.ToString());
+    }
+    if (failing_) {
+      LogInfo("sink '", name_, "': delivering again");
+      failing_ = false;
+    }
+    backoff_ = Millis(0);
+  }
+  if (Status s = sink_.Flush(); !s.ok()) {
+    LogError("sink '", name_, "': final flush failed: ", s.ToString());
+  }
+}
+
+}  // namespace sluice::sinks

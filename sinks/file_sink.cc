@@ -1,0 +1,141 @@
+#include "sinks/file_sink.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+namespace sluice::sinks {
+namespace {
+
+Status ErrnoStatus(int err, const std::string& what) {
+  std::string msg = what + ": " + std::strerror(err);
+  // A full disk or a passing I/O error may clear up: retry. Anything else
+  // (permissions, a path that is a directory) needs an operator.
+  if (err == ENOSPC || err == EDQUOT) return Status::ResourceExhausted(msg);
+  if (err == EIO || err == EAGAIN || err == EINTR || err == EPIPE) return Status::Unavailable(msg);
+  return Status::FailedPrecondition(msg);
+}
+
+Status WriteAll(int fd, std::string_view data, const std::string& what) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ErrnoStatus(errno, what);
+    }
+    done += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+class StdoutSink final : public Sink {
+ public:
+  WriteResult Write(std::span<const Envelope> batch) override {
+    std::string text;
+    for (const Envelope& e : batch) {
+      text += e.body;
+      text += '\n';
+    }
+    return {WriteAll(STDOUT_FILENO, text, "writing to standard output"), {}, std::nullopt};
+  }
+};
+
+class FileSink final : public Sink {
+ public:
+  explicit FileSink(config::FileSinkConfig config) : config_(std::move(config)) {}
+  ~FileSink() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  Status Open() {
+    std::filesystem::path dir = std::filesystem::path(config_.path).parent_path();
+    if (!dir.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return Status::FailedPrecondition("creating " + dir.string() + ": " + ec.message());
+    }
+    fd_ = ::open(config_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) return ErrnoStatus(errno, "opening " + config_.path);
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return ErrnoStatus(errno, "stat " + config_.path);
+    size_ = static_cast<uint64_t>(st.st_size);
+    return Status::Ok();
+  }
+
+  WriteResult Write(std::span<const Envelope> batch) override {
+    if (fd_ < 0) {
+      Status s = Open();
+      if (!s.ok()) return {s, {}, std::nullopt};
+    }
+    std::string chunk;
+    for (const Envelope& e : batch) {
+      uint64_t line_size = e.body.size() + 1;
+      if (config_.rotate_max_size > 0 && size_ + chunk.size() > 0 &&
+          size_ + chunk.size() + line_size > config_.rotate_max_size) {
+        if (Status s = Append(chunk); !s.ok()) return {s, {}, std::nullopt};
+        chunk.clear();
+        if (Status s = Rotate(); !s.ok()) return {s, {}, std::nullopt};
+      }
+      chunk += e.body;
+      chunk += '\n';
+    }
+    return {Append(chunk), {}, std::nullopt};
+  }
+
+ private:
+  // Writes whole lines or nothing: a failed write is cut back off, so a retry
+  // never leaves half a record in the file.
+  Status Append(const std::string& chunk) {
+    if (chunk.empty()) return Status::Ok();
+    Status s = WriteAll(fd_, chunk, "writing " + config_.path);
+    if (!s.ok()) {
+      if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
+        return s.WithContext("and could not cut back a partial write");
+      }
+      return s;
+    }
+    size_ += chunk.size();
+    return Status::Ok();
+  }
+
+  Status Rotate() {
+    ::close(fd_);
+    fd_ = -1;
+    const std::string& base = config_.path;
+    std::error_code ec;
+    std::filesystem::remove(base + "." + std::to_string(config_.rotate_keep), ec);
+    for (int i = config_.rotate_keep - 1; i >= 1; --i) {
+      std::string from = base + "." + std::to_string(i);
+      if (std::filesystem::exists(from, ec)) {
+        std::filesystem::rename(from, base + "." + std::to_string(i + 1), ec);
+        if (ec) return Status::Unavailable("rotating " + from + ": " + ec.message());
+      }
+    }
+    std::filesystem::rename(base, base + ".1", ec);
+    if (ec) return Status::Unavailable("rotating " + base + ": " + ec.message());
+    return Open();
+  }
+
+  const config::FileSinkConfig config_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Sink>> NewFileSink(const config::FileSinkConfig& config) {
+  auto sink = std::make_unique<FileSink>(config);
+  RETURN_IF_ERROR(sink->Open());
+  return std::unique_ptr<Sink>(std::move(sink));
+}
+
+StatusOr<std::unique_ptr<Sink>> NewStdoutSink() {
+  return std::unique_ptr<Sink>(std::make_unique<StdoutSink>());
+}
+
+}  // namespace sluice::sinks

@@ -1,0 +1,23 @@
+// Line sinks: one JSON record per line, to a file (with size-based rotation)
+// or to standard output.
+#ifndef SLUICE_SINKS_FILE_SINK_H_
+#define SLUICE_SINKS_FILE_SINK_H_
+
+#include <memory>
+
+#include "config/config.h"
+#include "sinks/sink.h"
+
+namespace sluice::sinks {
+
+// Appends to `config.path` (created with its directory). When a write would
+// take the file past rotate_max_size, the file becomes path.1 (path.1 becomes
+// path.2 ...) and only rotate_keep rotated files are kept. A record is never
+// split across two files.
+StatusOr<std::unique_ptr<Sink>> NewFileSink(const config::FileSinkConfig& config);
+
+StatusOr<std::unique_ptr<Sink>> NewStdoutSink();
+
+}  // namespace sluice::sinks
+
+#endif  // SLUICE_SINKS_FILE_SINK_H_

@@ -1,0 +1,31 @@
+#include "sinks/file_sink.h"
+#include "sinks/sink.h"
+
+namespace sluice::sinks {
+
+Status SinkRegistry::Register(const std::string& type, SinkFactory factory) {
+  if (!factories_.emplace(type, std::move(factory)).second) {
+    return Status::AlreadyExists("sink type '" + type + "' is registered twice");
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Sink>> SinkRegistry::Create(const config::SinkConfig& config) const {
+  auto it = factories_.find(config.type);
+  if (it == factories_.end()) {
+    return Status::Unimplemented("sink '" + config.name + "': type '" + config.type +
+                                 "' is not available in this build of sluice");
+  }
+  auto sink = it->second(config);
+  if (!sink.ok()) return sink.status().WithContext("sink '" + config.name + "'");
+  return sink;
+}
+
+void RegisterBuiltins(SinkRegistry& registry) {
+  (void)registry.Register("stdout", [](const config::SinkConfig&) { return NewStdoutSink(); });
+  (void)registry.Register("file", [](const config::SinkConfig& c) {
+    return NewFileSink(std::get<config::FileSinkConfig>(c.spec));
+  });
+}
+
+}  // namespace sluice::sinks

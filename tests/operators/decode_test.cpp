@@ -1,0 +1,120 @@
+#include <catch2/catch.hpp>
+
+#include "operators/decode.h"
+
+using namespace sluice::operators;
+using sluice::StatusCode;
+
+namespace {
+
+DecodeOptions TimedOptions(TimeUnit unit = TimeUnit::kMillis) {
+  DecodeOptions o;
+  o.time_field = "ts";
+  o.time_unit = unit;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("decoding a flat JSON payload keeps every field with its type") {
+  JsonDecoder decoder(TimedOptions());
+  Record r;
+  REQUIRE(decoder
+              .Decode("sensors/a/b",
+                      R"({"ts":1700000000123,"temp":21.5,"n":42,"ok":true,"label":"x","none":null,)"
+                      R"("nested":{"a":[1,2]}})",
+                      999, &r)
+              .ok());
+  CHECK(r.topic == "sensors/a/b");
+  CHECK(r.event_time_ms == 1700000000123);
+  CHECK(r.arrival_ms == 999);
+  CHECK(*r.Find("temp") == Value(21.5));
+  CHECK(*r.Find("n") == Value(int64_t{42}));
+  CHECK(*r.Find("ok") == Value(true));
+  CHECK(*r.Find("label") == Value(std::string("x")));
+  CHECK(*r.Find("none") == Value(std::monostate{}));
+  CHECK(*r.Find("nested") == Value(RawJson{R"({"a":[1,2]})"}));
+  CHECK(*r.Find("ts") == Value(int64_t{1700000000123}));
+  CHECK(r.Find("missing") == nullptr);
+}
+
+TEST_CASE("event time units") {
+  Record r;
+  SECTION("seconds, fractional") {
+    REQUIRE(JsonDecoder(TimedOptions(TimeUnit::kSeconds)).Decode("t", R"({"ts":1700000000.5})", 0, &r).ok());
+    CHECK(r.event_time_ms == 1700000000500);
+  }
+  SECTION("microseconds") {
+    REQUIRE(JsonDecoder(TimedOptions(TimeUnit::kMicros)).Decode("t", R"({"ts":1700000000123456})", 0, &r).ok());
+    CHECK(r.event_time_ms == 1700000000123);
+  }
+  SECTION("nanoseconds") {
+    REQUIRE(JsonDecoder(TimedOptions(TimeUnit::kNanos)).Decode("t", R"({"ts":1700000000123456789})", 0, &r).ok());
+    CHECK(r.event_time_ms == 1700000000123);
+  }
+  SECTION("rfc3339 with offset") {
+    REQUIRE(JsonDecoder(TimedOptions(TimeUnit::kRfc3339))
+                .Decode("t", R"({"ts":"2023-11-14T23:13:20.123+01:00"})", 0, &r)
+                .ok());
+    CHECK(r.event_time_ms == 1700000000123);  // 23:13:20+01:00 is 22:13:20Z
+  }
+  SECTION("no time field configured: arrival time") {
+    REQUIRE(JsonDecoder(DecodeOptions{}).Decode("t", R"({"temp":1})", 777, &r).ok());
+    CHECK(r.event_time_ms == 777);
+  }
+}
+
+TEST_CASE("RFC 3339 parsing") {
+  CHECK(ParseRfc3339Millis("1970-01-01T00:00:00Z") == 0);
+  CHECK(ParseRfc3339Millis("2000-02-29T12:00:00.5Z") == 951825600500);
+  CHECK(ParseRfc3339Millis("1969-12-31T23:59:59Z") == -1000);
+  CHECK_FALSE(ParseRfc3339Millis("2000-13-01T00:00:00Z"));
+  CHECK_FALSE(ParseRfc3339Millis("2000-01-01 00:00:00"));
+  CHECK_FALSE(ParseRfc3339Millis("2000-01-01T00:00:00Zjunk"));
+  CHECK_FALSE(ParseRfc3339Millis(""));
+}
+
+TEST_CASE("bad payloads are refused with a reason") {
+  JsonDecoder decoder(TimedOptions());
+  Record r;
+  auto reason = [&](std::string_view payload) {
+    sluice::Status s = decoder.Decode("t", payload, 0, &r);
+    CHECK(s.code() == StatusCode::kInvalidArgument);
+    return std::string(s.message());
+  };
+  CHECK(reason("not json") == "payload is not valid JSON");
+  CHECK(reason(R"({"ts":1,"temp":)") == "payload is not valid JSON");
+  CHECK(reason("") == "payload is not valid JSON");
+  CHECK(reason("[1,2]") == "payload is a JSON array, expected an object");
+  CHECK(reason("42") == "payload is a JSON number, expected an object");
+  CHECK(reason(R"({"temp":1})") == "payload has no time field 'ts'");
+  CHECK(reason(R"({"ts":"yesterday"})") == "time field 'ts' is \"yesterday\", expected a number in ms");
+  CHECK(reason(R"({"ts":1e300})").find("expected a number in ms") != std::string::npos);
+  CHECK(reason("\xff\xfe{}") == "payload is not valid JSON");
+}
+
+TEST_CASE("projection keeps only what pipelines read") {
+  DecodeOptions o = TimedOptions();
+  o.projection = Projection::Only({"temp"});
+  Record r;
+  REQUIRE(JsonDecoder(o).Decode("t", R"({"ts":5,"temp":1.5,"hum":40})", 0, &r).ok());
+  REQUIRE(r.fields.size() == 1);
+  CHECK(r.fields[0].name == "temp");
+  CHECK(r.event_time_ms == 5);  // the time field is read even when not projected
+}
+
+TEST_CASE("topic fields come first and win over payload fields of the same name") {
+  DecodeOptions o = TimedOptions();
+  o.topic_fields = *TopicPattern::Parse("sensors/{site}/{device}");
+  JsonDecoder decoder(o);
+  Record r;
+  REQUIRE(decoder.Decode("sensors/north/dev-1", R"({"ts":1,"device":"spoofed","temp":3})", 0, &r).ok());
+  REQUIRE(r.fields.size() == 4);
+  CHECK(r.fields[0] == Field{"site", std::string("north")});
+  CHECK(r.fields[1] == Field{"device", std::string("dev-1")});
+  CHECK(*r.Find("device") == Value(std::string("dev-1")));
+
+  sluice::Status s = decoder.Decode("other/topic", R"({"ts":1})", 0, &r);
+  CHECK(s.code() == StatusCode::kInvalidArgument);
+  CHECK(s.message() == "topic 'other/topic' does not match topic_fields 'sensors/{site}/{device}'");
+}

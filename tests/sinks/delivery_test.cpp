@@ -1,0 +1,134 @@
+#include <catch2/catch.hpp>
+
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "platform/dead_letter.h"
+#include "platform/outbox.h"
+#include "sinks/delivery.h"
+
+using namespace sluice;
+using sluice::sinks::WriteResult;
+
+namespace {
+
+// A sink whose answers the test scripts, one per Write().
+class ScriptedSink : public sinks::Sink {
+ public:
+  WriteResult Write(std::span<const Envelope> batch) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++writes;
+    WriteResult r{Status::Ok(), {}, std::nullopt};
+    if (!script.empty()) {
+      r = script.front();
+      script.pop_front();
+    }
+    if (r.status.ok()) {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        bool rejected = false;
+        for (auto& rej : r.rejected) rejected |= rej.index == i;
+        if (!rejected) delivered.push_back(batch[i].id);
+      }
+    }
+    return r;
+  }
+  size_t max_batch_records() const override { return max_batch; }
+
+  std::mutex mu;
+  std::deque<WriteResult> script;
+  std::vector<std::string> delivered;
+  int writes = 0;
+  size_t max_batch = 4;
+};
+
+class MemoryDeadLetters : public DeadLetterStore {
+ public:
+  Status Put(const DeadLetter& l) override {
+    std::lock_guard<std::mutex> lock(mu);
+    letters.push_back(l);
+    return Status::Ok();
+  }
+  std::mutex mu;
+  std::vector<DeadLetter> letters;
+};
+
+std::vector<Envelope> Records(int n) {
+  std::vector<Envelope> v;
+  for (int i = 0; i < n; ++i) v.push_back({"r" + std::to_string(i), "", "{}"});
+  return v;
+}
+
+sinks::DeliveryOptions Fast() { return {Millis(1), Millis(4), Millis(5)}; }
+
+void RunUntilDrained(sinks::DeliveryLoop& loop, SinkQueue& queue) {
+  std::thread t([&] { loop.Run(); });
+  for (int i = 0; i < 5000 && queue.size() > 0; ++i) std::this_thread::sleep_for(Millis(1));
+  loop.Stop(RealClock().Now() + Millis(2000));
+  t.join();
+}
+
+}  // namespace
+
+TEST_CASE("delivery retries transient failures and delivers everything in order") {
+  ScriptedSink sink;
+  sink.script = {{Status::Unavailable("down"), {}, std::nullopt},
+                 {Status::ResourceExhausted("busy"), {}, std::nullopt}};
+  MemoryDeadLetters dead;
+  auto queue = NewMemoryQueue(100);
+  REQUIRE(queue->Append(Records(10)).ok());
+  sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), Fast());
+  RunUntilDrained(loop, *queue);
+  std::vector<std::string> expected;
+  for (int i = 0; i < 10; ++i) expected.push_back("r" + std::to_string(i));
+  CHECK(sink.delivered == expected);
+  CHECK(loop.counters().delivered == 10);
+  CHECK(loop.counters().retried == 2);
+  CHECK(dead.letters.empty());
+  CHECK(queue->size() == 0);
+}
+
+TEST_CASE("a permanent failure dead-letters the batch instead of blocking the queue") {
+  ScriptedSink sink;
+  sink.script = {{Status::InvalidArgument("400 bad request"), {}, std::nullopt}};
+  MemoryDeadLetters dead;
+  auto queue = NewMemoryQueue(100);
+  REQUIRE(queue->Append(Records(6)).ok());
+  sinks::DeliveryLoop loop("cloud", sink, *queue, dead, RealClock(), Fast());
+  RunUntilDrained(loop, *queue);
+  REQUIRE(dead.letters.size() == 4);  // the first batch of max_batch_records
+  CHECK(dead.letters[0].origin == "sink");
+  CHECK(dead.letters[0].name == "cloud");
+  CHECK(dead.letters[0].reason.find("400 bad request") != std::string::npos);
+  CHECK(sink.delivered == std::vector<std::string>{"r4", "r5"});
+  CHECK(loop.counters().dead_lettered == 4);
+  CHECK(loop.counters().delivered == 2);
+}
+
+TEST_CASE("records refused one by one are dead-lettered, the rest delivered") {
+  ScriptedSink sink;
+  sink.script = {{Status::Ok(), {{1, Status::InvalidArgument("too large")}}, std::nullopt}};
+  MemoryDeadLetters dead;
+  auto queue = NewMemoryQueue(100);
+  REQUIRE(queue->Append(Records(3)).ok());
+  sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), Fast());
+  RunUntilDrained(loop, *queue);
+  CHECK(sink.delivered == std::vector<std::string>{"r0", "r2"});
+  REQUIRE(dead.letters.size() == 1);
+  CHECK(dead.letters[0].reason.find("too large") != std::string::npos);
+}
+
+TEST_CASE("stop gives up after the drain deadline and leaves records queued") {
+  ScriptedSink sink;
+  for (int i = 0; i < 100000; ++i) sink.script.push_back({Status::Unavailable("down"), {}, std::nullopt});
+  MemoryDeadLetters dead;
+  auto queue = NewMemoryQueue(100);
+  REQUIRE(queue->Append(Records(3)).ok());
+  sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), Fast());
+  std::thread t([&] { loop.Run(); });
+  while (loop.counters().retried < 3) std::this_thread::sleep_for(Millis(1));
+  loop.Stop(RealClock().Now() + Millis(20));
+  t.join();  // returns although the sink never recovers
+  CHECK(queue->size() == 3);
+  CHECK(sink.delivered.empty());
+}
