@@ -3,7 +3,7 @@
 #include <thread>
 
 #include "agent/mqtt_source.h"
-#include "agent/pipeline_worker.h"
+#include "agent/pipeline_runner.h"
 #include "operators/decode.h"
 #include "operators/operator.h"
 #include "platform/dead_letter.h"
@@ -17,8 +17,6 @@ namespace {
 
 // Records a sink may hold in memory before the pipelines wait for it.
 constexpr size_t kSinkQueueRecords = 10000;
-// Readings handed from the sources to the pipeline worker, not yet processed.
-constexpr size_t kIngestCapacity = 4096;
 
 operators::TimeUnit ToDecoderUnit(config::TimeUnit unit) {
   switch (unit) {
@@ -85,13 +83,12 @@ class Agent::Impl {
       for (const std::string& to : pc.to) p->sinks.push_back(SinkIndex(to));
       pipelines.push_back(std::move(p));
     }
-    worker_ = std::make_unique<PipelineWorker>(std::move(pipelines), std::move(queue_ptrs),
-                                               kIngestCapacity);
+    pipelines_ = std::make_unique<PipelineRunner>(std::move(pipelines), std::move(queue_ptrs));
 
     for (size_t i = 0; i < config_.sources.size(); ++i) {
       const config::SourceConfig& sc = config_.sources[i];
       ASSIGN_OR_RETURN(auto source,
-                       MqttSource::Create(sc, static_cast<int>(i), DecodeOptionsFor(sc), *worker_,
+                       MqttSource::Create(sc, static_cast<int>(i), DecodeOptionsFor(sc), *pipelines_,
                                           *dead_letters_, clock_));
       sources_.push_back(std::move(source));
     }
@@ -103,7 +100,6 @@ class Agent::Impl {
       sinks::DeliveryLoop* loop = slot->loop.get();
       slot->thread = std::thread([loop] { loop->Run(); });
     }
-    worker_->Start();
     for (auto& source : sources_) source->Start();
     LogInfo("agent '", config_.agent.id, "' running: ", sources_.size(), " source(s), ",
             config_.pipelines.size(), " pipeline(s), ", sinks_.size(), " sink(s)");
@@ -114,7 +110,7 @@ class Agent::Impl {
     shut_down_ = true;
     LogInfo("stopping: no new readings; finishing in-flight work");
     for (auto& source : sources_) source->Stop();
-    worker_->Close();
+    pipelines_->Close();
     SteadyTime deadline = clock_.Now() + config_.agent.shutdown_grace;
     for (auto& slot : sinks_) slot->loop->Stop(deadline);
     size_t left = 0;
@@ -173,7 +169,7 @@ class Agent::Impl {
   const Clock& clock_;
   std::unique_ptr<DeadLetterStore> dead_letters_;
   std::vector<std::unique_ptr<SinkSlot>> sinks_;
-  std::unique_ptr<PipelineWorker> worker_;
+  std::unique_ptr<PipelineRunner> pipelines_;
   std::vector<std::unique_ptr<MqttSource>> sources_;
   bool shut_down_ = false;
 };

@@ -20,11 +20,11 @@ constexpr auto kSubscribeTimeout = std::chrono::seconds(10);
 class MqttSource::Impl {
  public:
   Impl(const config::SourceConfig& config, int index, operators::DecodeOptions decode,
-       PipelineWorker& worker, DeadLetterStore& dead_letters, const Clock& clock)
+       PipelineRunner& pipelines, DeadLetterStore& dead_letters, const Clock& clock)
       : config_(config),
         index_(index),
         decoder_(std::move(decode)),
-        worker_(worker),
+        pipelines_(pipelines),
         dead_letters_(dead_letters),
         clock_(clock),
         bad_payload_log_(LogLevel::kWarn, Millis(60000), clock) {}
@@ -151,7 +151,8 @@ class MqttSource::Impl {
       }
       auto sub = client_->subscribe(filters, qos);
       if (!sub->wait_for(kSubscribeTimeout)) return Status::Unavailable("subscribe timed out");
-      for (auto code : sub->get_subscribe_response().get_reason_codes()) {
+      mqtt::subscribe_response response = sub->get_subscribe_response();
+      for (auto code : response.get_reason_codes()) {
         if (static_cast<int>(code) >= 0x80) {
           return Status::PermissionDenied("broker refused the subscription (reason code " +
                                           std::to_string(static_cast<int>(code)) + ")");
@@ -172,17 +173,19 @@ class MqttSource::Impl {
     counters_.messages.fetch_add(1, std::memory_order_relaxed);
     counters_.bytes.fetch_add(payload.size(), std::memory_order_relaxed);
     int64_t arrival = ToEpochMillis(clock_.WallNow());
-    operators::Record record;
+    // Paho calls this from one thread per client: the scratch record is
+    // reused, so its vectors and strings keep their capacity.
+    operators::Record& record = scratch_;
     Status s = decoder_.Decode(msg->get_topic(), payload, arrival, &record);
     if (!s.ok()) {
       counters_.decode_errors.fetch_add(1, std::memory_order_relaxed);
       DeadLetterMessage(*msg, s, arrival);
       return;
     }
-    s = worker_.Submit(index_, std::move(record), msg->get_qos() > 0);
+    s = pipelines_.Process(index_, record);
     if (!s.ok()) {
-      // Only during shutdown, after the worker closed; the broker redelivers
-      // what we did not take, as long as the session is persistent.
+      // Only during shutdown, after the pipelines closed; the broker
+      // redelivers what we did not take, as long as the session is persistent.
       LogWarn("source '", config_.name, "': reading not taken: ", s.ToString());
     }
   }
@@ -217,11 +220,12 @@ class MqttSource::Impl {
   const config::SourceConfig config_;
   const int index_;
   const operators::JsonDecoder decoder_;
-  PipelineWorker& worker_;
+  PipelineRunner& pipelines_;
   DeadLetterStore& dead_letters_;
   const Clock& clock_;
   RateLimitedLog bad_payload_log_;
   SourceCounters counters_;
+  operators::Record scratch_;
 
   std::unique_ptr<mqtt::async_client> client_;
   mqtt::connect_options connect_options_;
@@ -235,10 +239,10 @@ class MqttSource::Impl {
 StatusOr<std::unique_ptr<MqttSource>> MqttSource::Create(const config::SourceConfig& config,
                                                          int index,
                                                          operators::DecodeOptions decode,
-                                                         PipelineWorker& worker,
+                                                         PipelineRunner& pipelines,
                                                          DeadLetterStore& dead_letters,
                                                          const Clock& clock) {
-  auto impl = std::make_unique<Impl>(config, index, std::move(decode), worker, dead_letters, clock);
+  auto impl = std::make_unique<Impl>(config, index, std::move(decode), pipelines, dead_letters, clock);
   RETURN_IF_ERROR(impl->Init());
   return std::unique_ptr<MqttSource>(new MqttSource(std::move(impl)));
 }

@@ -6,10 +6,10 @@
 // once per change, not per attempt.
 //
 // Paho sends a QoS 1/2 ack when the message callback returns, so the callback
-// returns only after PipelineWorker::Submit() accepted the reading (and, at
-// QoS >= 1, after the worker handed its outputs on). A reading that does not
-// decode goes to the dead-letter store with the reason; it is acknowledged
-// only once it is written there.
+// returns only after PipelineRunner::Process() has queued the reading's
+// outputs for the sinks. A reading that does not decode goes to the
+// dead-letter store with the reason; it is acknowledged only once it is
+// written there.
 #ifndef SLUICE_AGENT_MQTT_SOURCE_H_
 #define SLUICE_AGENT_MQTT_SOURCE_H_
 
@@ -18,7 +18,7 @@
 #include <memory>
 #include <string>
 
-#include "agent/pipeline_worker.h"
+#include "agent/pipeline_runner.h"
 #include "config/config.h"
 #include "operators/decode.h"
 #include "platform/clock.h"
@@ -36,11 +36,11 @@ struct SourceCounters {
 
 class MqttSource {
  public:
-  // `index` identifies the source to the worker.
+  // `index` identifies the source to the pipelines.
   static StatusOr<std::unique_ptr<MqttSource>> Create(const config::SourceConfig& config,
                                                       int index,
                                                       operators::DecodeOptions decode,
-                                                      PipelineWorker& worker,
+                                                      PipelineRunner& pipelines,
                                                       DeadLetterStore& dead_letters,
                                                       const Clock& clock);
   ~MqttSource();

@@ -120,8 +120,9 @@ class Publisher {
                                  .clean_session(true)
                                  .connect_timeout(std::chrono::seconds(5))
                                  .keep_alive_interval(std::chrono::seconds(20))
+                                 // Capped low: a demo should resume soon after the broker does.
                                  .automatic_reconnect(std::chrono::milliseconds(250),
-                                                      std::chrono::seconds(10))
+                                                      std::chrono::seconds(2))
                                  .finalize();
       client_->connect(connect_options)->wait();
     } catch (const mqtt::exception& e) {

@@ -40,6 +40,12 @@ bool DeliveryLoop::Backoff(Millis delay) {
   return !(stop_ && clock_.Now() >= drain_deadline_);
 }
 
+void DeliveryLoop::Linger(Millis delay) {
+  std::unique_lock<std::mutex> lock(mu_);
+  SteadyTime until = clock_.Now() + delay;
+  while (!stop_ && clock_.Now() < until) clock_.WaitUntil(lock, wake_, until);
+}
+
 Millis DeliveryLoop::NextDelay() {
   backoff_ = backoff_.count() == 0 ? options_.initial_backoff
                                    : std::min(options_.max_backoff, backoff_ * 2);
@@ -80,11 +86,16 @@ void DeliveryLoop::Run() {
       if (!Backoff(NextDelay())) break;
       continue;
     }
-    std::vector<QueuedEnvelope>& batch = *peeked;
-    if (batch.empty()) {
+    if (peeked->empty()) {
       if (StopRequested()) break;
       continue;
     }
+    if (peeked->size() < max_batch && options_.linger.count() > 0 && !StopRequested()) {
+      Linger(options_.linger);
+      peeked = queue_.Peek(max_batch, Millis(0));
+      if (!peeked.ok()) continue;
+    }
+    std::vector<QueuedEnvelope>& batch = *peeked;
     std::vector<Envelope> envelopes;
     envelopes.reserve(batch.size());
     for (const QueuedEnvelope& q : batch) envelopes.push_back(q.envelope);

@@ -30,6 +30,9 @@ struct DeliveryOptions {
   Millis initial_backoff{100};
   Millis max_backoff{30000};
   Millis idle_poll{200};  // how long one wait for new records lasts
+  // After the first record of a batch arrives, wait this long for more: one
+  // write per few milliseconds instead of one wake-up and write per record.
+  Millis linger{2};
 };
 
 struct DeliveryCounters {
@@ -57,6 +60,8 @@ class DeliveryLoop {
   // Sleeps until `until` or until the drain deadline passes; false when the
   // loop should give up.
   bool Backoff(Millis delay);
+  // Sleeps for `delay` unless Stop() is called meanwhile.
+  void Linger(Millis delay);
   Status DeadLetterBatch(std::span<const QueuedEnvelope> batch, size_t index,
                          const Status& reason);
   Millis NextDelay();

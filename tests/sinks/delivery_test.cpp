@@ -59,7 +59,7 @@ std::vector<Envelope> Records(int n) {
   return v;
 }
 
-sinks::DeliveryOptions Fast() { return {Millis(1), Millis(4), Millis(5)}; }
+sinks::DeliveryOptions Fast() { return {Millis(1), Millis(4), Millis(5), Millis(0)}; }
 
 void RunUntilDrained(sinks::DeliveryLoop& loop, SinkQueue& queue) {
   std::thread t([&] { loop.Run(); });
