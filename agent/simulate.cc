@@ -13,8 +13,8 @@
 #include <memory>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <mqtt/async_client.h>
+#include <CLI/CLI.hpp>
 
 #include "platform/clock.h"
 #include "platform/fs.h"
@@ -38,8 +38,8 @@ void AppendDecimal(std::string* out, int64_t value, int scale, int decimals) {
   magnitude = (magnitude + step / 2) / step;
   if (magnitude == 0) negative = false;  // no "-0.0"
   char buf[48];
-  std::snprintf(buf, sizeof buf, "%s%" PRIu64 ".%0*" PRIu64, negative ? "-" : "",
-                magnitude / unit, decimals, magnitude % unit);
+  std::snprintf(buf, sizeof buf, "%s%" PRIu64 ".%0*" PRIu64, negative ? "-" : "", magnitude / unit,
+                decimals, magnitude % unit);
   out->append(buf);
 }
 
@@ -84,7 +84,9 @@ Status CheckOptions(const SimulateOptions& o) {
 }
 
 // CLI11 validators return an empty string for "fine" or the complaint.
-std::string AsCliCheck(const Status& s) { return s.ok() ? std::string() : std::string(s.message()); }
+std::string AsCliCheck(const Status& s) {
+  return s.ok() ? std::string() : std::string(s.message());
+}
 
 // Publishes with a bounded window of unacknowledged messages and waits,
 // without giving up, for Paho's automatic reconnect when the broker goes
@@ -106,8 +108,8 @@ class Publisher {
       mqtt::create_options create_options(MQTTVERSION_DEFAULT);
       create_options.set_max_buffered_messages(static_cast<int>(2 * kWindow));
       // No persistence: a load generator has nothing worth keeping on disk.
-      client_ = std::make_unique<mqtt::async_client>(options_.url, client_id, create_options,
-                                                     nullptr);
+      client_ =
+          std::make_unique<mqtt::async_client>(options_.url, client_id, create_options, nullptr);
       client_->set_connection_lost_handler([this](const std::string& cause) {
         lost_ = true;
         std::fprintf(stderr, "sluice simulate: connection lost%s%s; reconnecting\n",
@@ -116,14 +118,14 @@ class Publisher {
       client_->set_connected_handler([this](const std::string&) {
         if (lost_.exchange(false)) std::fprintf(stderr, "sluice simulate: reconnected\n");
       });
-      auto connect_options = mqtt::connect_options_builder()
-                                 .clean_session(true)
-                                 .connect_timeout(std::chrono::seconds(5))
-                                 .keep_alive_interval(std::chrono::seconds(20))
-                                 // Capped low: a demo should resume soon after the broker does.
-                                 .automatic_reconnect(std::chrono::milliseconds(250),
-                                                      std::chrono::seconds(2))
-                                 .finalize();
+      auto connect_options =
+          mqtt::connect_options_builder()
+              .clean_session(true)
+              .connect_timeout(std::chrono::seconds(5))
+              .keep_alive_interval(std::chrono::seconds(20))
+              // Capped low: a demo should resume soon after the broker does.
+              .automatic_reconnect(std::chrono::milliseconds(250), std::chrono::seconds(2))
+              .finalize();
       client_->connect(connect_options)->wait();
     } catch (const mqtt::exception& e) {
       return Status::Unavailable("cannot connect to " + options_.url + ": " + e.what());
@@ -304,8 +306,8 @@ SimulatedReading SensorSimulator::Next(int64_t event_time_ms) {
   // Slow drift: a random walk pulled back towards the baseline.
   d.temp_drift = std::clamp<int64_t>(d.temp_drift + Noise(80) - d.temp_drift / 200, -5000, 5000);
   d.hum_drift = std::clamp<int64_t>(d.hum_drift + Noise(150) - d.hum_drift / 200, -10000, 10000);
-  d.vib_drift = std::clamp<int64_t>(d.vib_drift + Noise(15) - d.vib_drift / 200,
-                                    -d.base_vib / 2, d.base_vib / 2);
+  d.vib_drift = std::clamp<int64_t>(d.vib_drift + Noise(15) - d.vib_drift / 200, -d.base_vib / 2,
+                                    d.base_vib / 2);
 
   // Drawn for every reading, so the stream does not shift with episodes.
   const bool start_episode = (NextBits() >> 11) < anomaly_threshold_;
@@ -377,7 +379,8 @@ int64_t SyntheticEventTime(int64_t start_ms, int64_t index, double rate, int dev
 
 CLI::App* AddSimulateCommand(CLI::App& parent, SimulateOptions& options) {
   CLI::App* cmd = parent.add_subcommand(
-      "simulate", "Publish realistic sensor readings to an MQTT broker (demos, load and field tests)");
+      "simulate",
+      "Publish realistic sensor readings to an MQTT broker (demos, load and field tests)");
   cmd->add_option("--url", options.url, "Broker URL, tcp://host:port")
       ->check([](const std::string& s) { return AsCliCheck(CheckUrl(s)); }, "URL")
       ->capture_default_str();
@@ -435,7 +438,8 @@ int RunSimulate(const SimulateOptions& options) {
     return 1;
   }
   if (options.rate > 0) {
-    std::fprintf(stderr, "sluice simulate: connected to %s; %d devices on %d sites, %g readings/s\n",
+    std::fprintf(stderr,
+                 "sluice simulate: connected to %s; %d devices on %d sites, %g readings/s\n",
                  options.url.c_str(), options.devices, sites, options.rate);
   } else {
     std::fprintf(stderr,
@@ -450,19 +454,32 @@ int RunSimulate(const SimulateOptions& options) {
   const SteadyTime start = RealClock().Now();
   SteadyTime origin = start;
   int64_t origin_index = 0;
-  SteadyTime next_progress = start + std::chrono::seconds(10);
+  SteadyTime last_progress = start;
   int64_t progress_published = 0;
   Status failure;
 
   int64_t i = 0;
   while (failure.ok() && !publisher.stop_requested() && (options.count == 0 || i < options.count)) {
+    if (RealClock().Now() - last_progress >= std::chrono::seconds(10)) {
+      publisher.ReapCompleted();
+      const double interval = SecondsSince(last_progress);
+      std::fprintf(stderr,
+                   "sluice simulate: %" PRId64 " published (%.1f/s lately), %" PRId64
+                   " acknowledged, %zu in flight\n",
+                   publisher.published(),
+                   static_cast<double>(publisher.published() - progress_published) / interval,
+                   publisher.acknowledged(), publisher.in_flight());
+      progress_published = publisher.published();
+      last_progress = RealClock().Now();
+    }
+
     int64_t burst = kMaxBurst;
     if (options.rate > 0) {
       const SteadyTime now = RealClock().Now();
-      int64_t due = origin_index +
-                    static_cast<int64_t>(std::chrono::duration<double>(now - origin).count() *
-                                         options.rate) +
-                    1;
+      int64_t due =
+          origin_index +
+          static_cast<int64_t>(std::chrono::duration<double>(now - origin).count() * options.rate) +
+          1;
       if (static_cast<double>(due - i) > std::max(options.rate, 1.0)) {
         origin = now;
         origin_index = i;
@@ -493,21 +510,14 @@ int RunSimulate(const SimulateOptions& options) {
     }
     publisher.ReapCompleted();
     publisher.PollStop(Millis(0));
-
-    if (RealClock().Now() >= next_progress) {
-      std::fprintf(stderr,
-                   "sluice simulate: %" PRId64 " published (%.1f/s over the last 10 s), %" PRId64
-                   " acknowledged, %zu in flight\n",
-                   publisher.published(),
-                   static_cast<double>(publisher.published() - progress_published) / 10.0,
-                   publisher.acknowledged(), publisher.in_flight());
-      progress_published = publisher.published();
-      next_progress += std::chrono::seconds(10);
-    }
   }
 
   publisher.Drain(RealClock().Now() + std::chrono::seconds(30));
   publisher.Disconnect();
+  // A late Ctrl-C still pending would kill the process once ~SignalWaiter
+  // unblocks it, turning a clean exit into 130.
+  while (signals.Wait(Millis(0))) {
+  }
 
   const double seconds = SecondsSince(start);
   const int64_t n = publisher.published();
@@ -521,7 +531,8 @@ int RunSimulate(const SimulateOptions& options) {
     return 1;
   }
   if (acked < n) {
-    std::fprintf(stderr, "sluice simulate: %" PRId64 " readings were not acknowledged by the broker\n",
+    std::fprintf(stderr,
+                 "sluice simulate: %" PRId64 " readings were not acknowledged by the broker\n",
                  n - acked);
     return 1;
   }

@@ -29,12 +29,12 @@ namespace sluice::agent {
 struct SimulateOptions {
   std::string url = "tcp://127.0.0.1:1883";
   int devices = 10;
-  double rate = 10;      // readings per second, all devices together; 0 = as fast as possible
-  int64_t count = 0;     // readings to publish; 0 = until SIGINT/SIGTERM
+  double rate = 10;   // readings per second, all devices together; 0 = as fast as possible
+  int64_t count = 0;  // readings to publish; 0 = until SIGINT/SIGTERM
   uint64_t seed = 1;
   int qos = 1;
   std::string topic = "sensors/{site}/{device}";
-  int sites = 0;         // 0 = ceil(devices / 10)
+  int sites = 0;                // 0 = ceil(devices / 10)
   double anomaly_rate = 0.002;  // chance per reading that an overheat episode starts
   // Set: reading i carries the synthetic event time start_ms + i * 1000 / rate
   // (with rate 0: each device reports once per second of event time), so a
@@ -59,13 +59,13 @@ int RunSimulate(const SimulateOptions& options);
 
 // One generated reading.
 struct SimulatedReading {
-  int device = 0;            // 0-based index; devices are visited round-robin
-  int site = 0;              // 0-based; device i belongs to site i % sites
-  std::string device_name;   // "dev-0001" for device 0
-  std::string site_name;     // "site-01" for site 0
-  int64_t time_ms = 0;       // event time, as given to Next()
-  bool anomaly = false;      // part of an overheat episode (temp > 80 °C)
-  std::string payload;       // {"ts":<ms>,"temp":21.3,"hum":48.0,"vib":1.234}
+  int device = 0;           // 0-based index; devices are visited round-robin
+  int site = 0;             // 0-based; device i belongs to site i % sites
+  std::string device_name;  // "dev-0001" for device 0
+  std::string site_name;    // "site-01" for site 0
+  int64_t time_ms = 0;      // event time, as given to Next()
+  bool anomaly = false;     // part of an overheat episode (temp > 80 °C)
+  std::string payload;      // {"ts":<ms>,"temp":21.3,"hum":48.0,"vib":1.234}
 };
 
 // Deterministic readings for `devices` devices spread over `sites` sites.
@@ -99,7 +99,7 @@ class SensorSimulator {
     int64_t temp_drift = 0;
     int64_t hum_drift = 0;
     int64_t vib_drift = 0;
-    int anomaly_left = 0;   // readings left in the current episode
+    int anomaly_left = 0;  // readings left in the current episode
     int64_t anomaly_temp = 0;
   };
 

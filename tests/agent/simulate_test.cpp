@@ -24,7 +24,8 @@ constexpr int64_t kStart = 1700000000000;  // 2023-11-14T22:13:20Z
 std::vector<SimulatedReading> Generate(SensorSimulator& sim, int n, double rate = 10) {
   std::vector<SimulatedReading> out;
   out.reserve(static_cast<size_t>(n));
-  for (int i = 0; i < n; ++i) out.push_back(sim.Next(SyntheticEventTime(kStart, i, rate, sim.devices())));
+  for (int i = 0; i < n; ++i)
+    out.push_back(sim.Next(SyntheticEventTime(kStart, i, rate, sim.devices())));
   return out;
 }
 
