@@ -12,7 +12,9 @@ class RoutingEmitter final : public operators::Emitter {
       : per_sink_(per_sink), sinks_(sinks) {}
   size_t emitted() const { return emitted_; }
 
-  void Emit(Envelope envelope) override {
+  void Reject(const operators::Record&, std::string_view) override {}
+
+  void Emit(Envelope envelope, const operators::Record&) override {
     ++emitted_;
     for (size_t i = 0; i + 1 < sinks_.size(); ++i) per_sink_[sinks_[i]].push_back(envelope);
     if (!sinks_.empty()) per_sink_[sinks_.back()].push_back(std::move(envelope));

@@ -9,11 +9,15 @@ class Passthrough final : public Operator {
   explicit Passthrough(OutputContext context) : context_(std::move(context)) {}
 
   Status OnRecord(const Record& record, Emitter& out) override {
-    out.Emit(MakeReadingEnvelope(context_, record));
+    out.Emit(MakeReadingEnvelope(context_, record), record);
     return Status::Ok();
   }
 
   Status OnWatermark(int64_t, Emitter&) override { return Status::Ok(); }
+
+  // Stateless.
+  std::string Snapshot() const override { return {}; }
+  Status Restore(std::string_view) override { return Status::Ok(); }
 
  private:
   const OutputContext context_;

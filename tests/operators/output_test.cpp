@@ -19,7 +19,8 @@ Record Reading() {
 
 class CollectingEmitter : public Emitter {
  public:
-  void Emit(sluice::Envelope e) override { out.push_back(std::move(e)); }
+  void Emit(sluice::Envelope e, const Record&) override { out.push_back(std::move(e)); }
+  void Reject(const Record&, std::string_view) override {}
   std::vector<sluice::Envelope> out;
 };
 
