@@ -97,6 +97,9 @@ struct WindowConfig {
   Millis step{0};      // hopping
   Millis gap{0};       // session
   Millis lateness{0};
+  // With no record for this long (processing time), event time is taken to
+  // move on with the clock so that windows still close; 0 disables.
+  Millis idle{30000};
   Position pos;
 };
 

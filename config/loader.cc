@@ -12,6 +12,7 @@
 #include <set>
 #include <utility>
 
+#include "config/rules.h"
 #include "config/secret_refs.h"
 #include "config/text_guard.h"
 #include "config/units_internal.h"
@@ -19,284 +20,23 @@
 namespace sluice::config {
 namespace {
 
-using KeyList = std::vector<std::string_view>;
-
-// ---------------------------------------------------------------------------
-// Text helpers
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-// Optimal string alignment distance: a swapped pair of letters ("topcis")
-// counts as one edit, which is the typo people make most.
-int EditDistance(std::string_view a, std::string_view b) {
-  const size_t n = a.size();
-  const size_t m = b.size();
-  std::vector<std::vector<int>> d(n + 1, std::vector<int>(m + 1, 0));
-  for (size_t i = 0; i <= n; ++i) d[i][0] = static_cast<int>(i);
-  for (size_t j = 0; j <= m; ++j) d[0][j] = static_cast<int>(j);
-  for (size_t i = 1; i <= n; ++i) {
-    for (size_t j = 1; j <= m; ++j) {
-      const int cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[n][m];
-}
-
-// The candidate `given` was most likely meant to be, or "" when none is close:
-// within two edits (and fewer edits than `given` has letters), or one is a
-// prefix of the other.
-std::string Suggest(std::string_view given, const KeyList& candidates) {
-  if (given.empty() || given.size() > 64) return "";
-  const std::string g = Lower(given);
-  std::string best;
-  int best_distance = 1000;
-  for (std::string_view candidate : candidates) {
-    const std::string c = Lower(candidate);
-    int distance = EditDistance(g, c);
-    const bool prefix = g.size() >= 2 && (c.rfind(g, 0) == 0 || g.rfind(c, 0) == 0);
-    if (!(distance <= 2 && distance < static_cast<int>(g.size())) && !prefix) continue;
-    if (prefix) distance = std::min(distance, 2);
-    if (distance < best_distance) {
-      best_distance = distance;
-      best = std::string(candidate);
-    }
-  }
-  return best;
-}
-
-std::string DidYouMean(std::string_view given, const KeyList& candidates) {
-  const std::string s = Suggest(given, candidates);
-  return s.empty() ? "" : " (did you mean '" + s + "'?)";
-}
-
-// "a, b or c"
-std::string JoinOr(const KeyList& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += i + 1 == items.size() ? " or " : ", ";
-    out += items[i];
-  }
-  return out;
-}
-
-// "a, b, c"
-std::string JoinComma(const KeyList& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i > 0) out += ", ";
-    out += items[i];
-  }
-  return out;
-}
-
-// Single-quoted for a message; control characters escaped, long text cut.
-std::string Quoted(std::string_view s) {
-  constexpr size_t kMaxShown = 80;
-  std::string out = "'";
-  for (size_t i = 0; i < s.size() && i < kMaxShown; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == 0x7f) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      if (c == '\n') {
-        out += "\\n";
-      } else if (c == '\t') {
-        out += "\\t";
-      } else {
-        out += "\\x";
-        out += kHex[c >> 4];
-        out += kHex[c & 0xf];
-      }
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > kMaxShown) out += "...";
-  out += "'";
-  return out;
-}
-
-bool IsNameChar(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '_' || c == '-';
-}
-
-// Source, pipeline, sink and aggregate names: [A-Za-z0-9_-]+.
-bool IsName(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), IsNameChar);
-}
-
-// Payload fields may be nested ("env.temp").
-bool IsFieldName(std::string_view s) {
-  return !s.empty() &&
-         std::all_of(s.begin(), s.end(), [](char c) { return IsNameChar(c) || c == '.'; });
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
-
-bool ParsePort(std::string_view s) {
-  if (s.empty() || s.size() > 5) return false;
-  int port = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    port = port * 10 + (c - '0');
-  }
-  return port >= 1 && port <= 65535;
-}
-
-bool ParseHost(std::string_view host) {
-  if (host.empty()) return false;
-  if (host.front() == '[') {  // IPv6 literal
-    if (host.back() != ']' || host.size() < 3) return false;
-    return std::all_of(host.begin() + 1, host.end() - 1, [](char c) {
-      return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
-    });
-  }
-  return std::all_of(host.begin(), host.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
-  });
-}
-
-// "host:port", "[::1]:port".
-bool ParseHostPort(std::string_view s) {
-  const size_t colon = s.rfind(':');
-  if (colon == std::string_view::npos) return false;
-  return ParseHost(s.substr(0, colon)) && ParsePort(s.substr(colon + 1));
-}
-
-// scheme://host:port with nothing after; returns the scheme or "".
-std::string MqttUrlScheme(std::string_view url) {
-  for (std::string_view scheme : {"tcp", "ssl", "mqtt", "mqtts"}) {
-    if (url.size() > scheme.size() + 3 && url.substr(0, scheme.size()) == scheme &&
-        url.substr(scheme.size(), 3) == "://" && ParseHostPort(url.substr(scheme.size() + 3))) {
-      return std::string(scheme);
-    }
-  }
-  return "";
-}
-
-// http(s)://host[:port][/path][?query]; returns the scheme or "".
-std::string HttpUrlScheme(std::string_view url) {
-  for (std::string_view scheme : {"http", "https"}) {
-    if (url.size() <= scheme.size() + 3 || url.substr(0, scheme.size()) != scheme ||
-        url.substr(scheme.size(), 3) != "://") {
-      continue;
-    }
-    if (std::any_of(url.begin(), url.end(),
-                    [](char c) { return std::isspace(static_cast<unsigned char>(c)); })) {
-      return "";
-    }
-    std::string_view authority = url.substr(scheme.size() + 3);
-    authority = authority.substr(0, authority.find_first_of("/?#"));
-    const size_t at = authority.rfind('@');
-    if (at != std::string_view::npos) authority = authority.substr(at + 1);
-    const size_t colon = authority.rfind(':');
-    const bool bracketed_end = !authority.empty() && authority.back() == ']';
-    if (colon != std::string_view::npos && !bracketed_end) {
-      if (!ParseHost(authority.substr(0, colon)) || !ParsePort(authority.substr(colon + 1))) {
-        return "";
-      }
-    } else if (!ParseHost(authority)) {
-      return "";
-    }
-    return std::string(scheme);
-  }
-  return "";
-}
-
-// Why `filter` is not a valid MQTT subscription filter, or "".
-std::string TopicFilterProblem(std::string_view filter) {
-  if (filter.empty()) return "a filter cannot be empty";
-  if (filter.size() > 65535) return "longer than 65535 bytes";
-  size_t start = 0;
-  while (true) {
-    const size_t slash = filter.find('/', start);
-    const bool last = slash == std::string_view::npos;
-    const std::string_view level = filter.substr(start, last ? std::string_view::npos : slash - start);
-    if (level.find('#') != std::string_view::npos) {
-      if (level != "#") return "'#' must be a whole level";
-      if (!last) return "'#' must be the last level";
-    }
-    if (level.find('+') != std::string_view::npos && level != "+") {
-      return "'+' must be a whole level";
-    }
-    if (last) break;
-    start = slash + 1;
-  }
-  return "";
-}
-
-// Why `pattern` is not a valid topic_fields pattern, or "".
-std::string TopicPatternProblem(std::string_view pattern) {
-  if (pattern.empty()) return "a pattern cannot be empty";
-  std::set<std::string, std::less<>> captures;
-  size_t start = 0;
-  while (true) {
-    const size_t slash = pattern.find('/', start);
-    const bool last = slash == std::string_view::npos;
-    const std::string_view level =
-        pattern.substr(start, last ? std::string_view::npos : slash - start);
-    if (level.size() >= 2 && level.front() == '{' && level.back() == '}') {
-      const std::string_view name = level.substr(1, level.size() - 2);
-      if (!IsName(name)) {
-        return "capture " + std::string(level) + " needs a name of letters, digits, '_' or '-'";
-      }
-      if (!captures.insert(std::string(name)).second) {
-        return "capture {" + std::string(name) + "} appears twice";
-      }
-    } else if (level == "#") {
-      if (!last) return "'#' must be the last level";
-    } else if (level != "+") {
-      if (level.find_first_of("{}") != std::string_view::npos) {
-        return "a {name} capture must be a whole level";
-      }
-      if (level.find_first_of("+#") != std::string_view::npos) {
-        return "'+' and '#' must be whole levels";
-      }
-    }
-    if (last) break;
-    start = slash + 1;
-  }
-  return "";
-}
-
-// Why `tmpl` is not a valid "{field}" template, or "".
-std::string TemplateProblem(std::string_view tmpl) {
-  size_t i = 0;
-  while (i < tmpl.size()) {
-    if (tmpl[i] == '}') return "unmatched '}'";
-    if (tmpl[i] == '{') {
-      const size_t close = tmpl.find('}', i);
-      if (close == std::string_view::npos) return "unmatched '{'";
-      const std::string_view field = tmpl.substr(i + 1, close - i - 1);
-      if (!IsFieldName(field)) {
-        return "{" + std::string(field) + "} needs a field name of letters, digits, '_', '-' or '.'";
-      }
-      i = close + 1;
-      continue;
-    }
-    ++i;
-  }
-  return "";
-}
-
-bool IsHeaderName(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) ||
-           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-  });
-}
+using internal::DidYouMean;
+using internal::HttpUrlScheme;
+using internal::IsFieldName;
+using internal::IsHeaderName;
+using internal::IsName;
+using internal::IsNameChar;
+using internal::JoinComma;
+using internal::JoinOr;
+using internal::KeyList;
+using internal::MqttUrlScheme;
+using internal::ParseHostPort;
+using internal::Quoted;
+using internal::Suggest;
+using internal::TemplateProblem;
+using internal::TopicFilterProblem;
+using internal::TopicPatternProblem;
+using internal::Trim;
 
 std::string HostName() {
   char buffer[256] = {};
@@ -311,38 +51,34 @@ constexpr std::string_view kRootExpected = "a map with keys agent, sources, pipe
 const KeyList kRootKeys = {"agent", "sources", "pipelines", "sinks"};
 const KeyList kAgentKeys = {"id", "data_dir", "http", "log", "shutdown_grace"};
 const KeyList kLogKeys = {"level", "format"};
-const KeyList kSourceKeys = {"type",     "url",      "tls",          "client_id",
-                             "topics",   "qos",      "session",      "username",
-                             "password", "topic_fields", "format",  "time"};
+const KeyList kSourceKeys = {"type",    "url",      "tls",      "client_id",    "topics", "qos",
+                             "session", "username", "password", "topic_fields", "format", "time"};
 const KeyList kTlsKeys = {"ca", "cert", "key"};
 const KeyList kTimeKeys = {"field", "unit"};
-const KeyList kPipelineKeys = {"from",      "where",     "window", "group_by",
-                               "aggregate", "alert",     "to"};
-const KeyList kWindowKeys = {"type", "size", "step", "gap", "lateness"};
+const KeyList kPipelineKeys = {"from", "where", "window", "group_by", "aggregate", "alert", "to"};
+const KeyList kWindowKeys = {"type", "size", "step", "gap", "lateness", "idle"};
 const KeyList kAlertKeys = {"when", "clear", "for", "renotify", "severity", "key", "labels"};
 const KeyList kBufferKeys = {"max_size", "overflow", "sync"};
 const KeyList kRotateKeys = {"max_size", "keep"};
 const KeyList kBatchKeys = {"max_records", "max_bytes", "max_delay"};
 const KeyList kSinkTypes = {"stdout", "file", "kafka", "http", "mqtt"};
-const KeyList kSinkKeys = {"type",     "buffer",  "path",        "rotate",  "brokers",
-                           "topic",    "key",     "compression", "properties", "url",
-                           "method",   "batch",   "gzip",        "timeout", "headers",
-                           "tls",      "qos",     "client_id",   "username", "password"};
+const KeyList kSinkKeys = {"type",   "buffer", "path",        "rotate",     "brokers",
+                           "topic",  "key",    "compression", "properties", "url",
+                           "method", "batch",  "gzip",        "timeout",    "headers",
+                           "tls",    "qos",    "client_id",   "username",   "password"};
 const std::map<std::string_view, KeyList> kSinkKeysByType = {
     {"stdout", {"type", "buffer"}},
     {"file", {"type", "buffer", "path", "rotate"}},
     {"kafka", {"type", "buffer", "brokers", "topic", "key", "compression", "properties"}},
-    {"http",
-     {"type", "buffer", "url", "method", "batch", "gzip", "timeout", "headers", "tls"}},
-    {"mqtt",
-     {"type", "buffer", "url", "topic", "qos", "client_id", "username", "password", "tls"}},
+    {"http", {"type", "buffer", "url", "method", "batch", "gzip", "timeout", "headers", "tls"}},
+    {"mqtt", {"type", "buffer", "url", "topic", "qos", "client_id", "username", "password", "tls"}},
 };
 const std::map<std::string_view, KeyList> kWindowKeysByType = {
-    {"tumbling", {"type", "size", "lateness"}},
-    {"hopping", {"type", "size", "step", "lateness"}},
-    {"session", {"type", "gap", "lateness"}},
+    {"tumbling", {"type", "size", "lateness", "idle"}},
+    {"hopping", {"type", "size", "step", "lateness", "idle"}},
+    {"session", {"type", "gap", "lateness", "idle"}},
 };
-const KeyList kAggregateFunctions = {"count", "sum", "avg",  "min", "max", "first", "last",
+const KeyList kAggregateFunctions = {"count",  "sum", "avg", "min", "max", "first",     "last",
                                      "stddev", "p50", "p90", "p95", "p99", "percentile"};
 constexpr std::string_view kAggregateExpected =
     "expected an aggregate such as count(), avg(temp) or percentile(temp, 0.99), with one of "
@@ -371,12 +107,12 @@ struct MapView {
   std::string path;
   Position pos;
   std::vector<Entry> entries;  // in file order, duplicates removed
+  // Key to index in `entries`: a map may have many thousands of keys.
+  std::map<std::string, size_t, std::less<>> index;
 
   const Entry* Find(std::string_view key) const {
-    for (const Entry& e : entries) {
-      if (e.key == key) return &e;
-    }
-    return nullptr;
+    const auto it = index.find(key);
+    return it == index.end() ? nullptr : &entries[it->second];
   }
 };
 
@@ -387,15 +123,21 @@ struct Text {
   // never reaches a diagnostic.
   std::string shown;
   Position pos;
-  bool plain = true;  // written without quotes
+  bool plain = true;    // written without quotes
+  bool secret = false;  // held a reference: say nothing derived from `value`
 };
+
+// " (why)" after a "got ...", unless `why` was derived from a secret.
+std::string Detail(const Text& t, const std::string& why) {
+  return t.secret ? "" : " (" + why + ")";
+}
 
 // How a value is named after "got": numbers bare ("got 3"), text quoted.
 std::string Got(const Text& t) {
-  const bool numeric = t.plain && !t.shown.empty() &&
-                       std::all_of(t.shown.begin(), t.shown.end(), [](char c) {
-                         return std::isdigit(static_cast<unsigned char>(c)) || c == '-' ||
-                                c == '+' || c == '.';
+  const auto is_digit = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; };
+  const bool numeric = t.plain && std::any_of(t.shown.begin(), t.shown.end(), is_digit) &&
+                       std::all_of(t.shown.begin(), t.shown.end(), [&](char c) {
+                         return is_digit(c) || c == '-' || c == '+' || c == '.';
                        });
   return numeric ? t.shown : Quoted(t.shown);
 }
@@ -415,6 +157,22 @@ std::string Describe(const YAML::Node& node) {
   return "something else";
 }
 
+// After "unknown sink 'x'": a suggestion, else the names there are. Huge
+// configs get neither, so that a file of typos costs no more than linear time.
+constexpr size_t kMaxHintCandidates = 256;
+
+std::string NameHint(std::string_view given, const KeyList& candidates, std::string_view what) {
+  constexpr size_t kMaxListed = 20;
+  if (candidates.empty() || candidates.size() > kMaxHintCandidates) {
+    return "; expected the name of " + std::string(what);
+  }
+  const std::string suggestion = Suggest(given, candidates);
+  if (!suggestion.empty()) return " (did you mean '" + suggestion + "'?)";
+  if (candidates.size() <= kMaxListed) return "; expected one of: " + JoinComma(candidates);
+  return "; expected one of: " +
+         JoinComma(KeyList(candidates.begin(), candidates.begin() + kMaxListed)) + ", ...";
+}
+
 std::string Child(const std::string& path, std::string_view key) {
   return path.empty() ? std::string(key) : path + "." + std::string(key);
 }
@@ -425,6 +183,10 @@ class Checker {
       : text_(text), file_(file), options_(options) {}
 
   void Run(const YAML::Node& root);
+  // Last line of defence: no message may hold a resolved value, even one a
+  // check derived by accident. Values too short to redact without mangling
+  // the message ("1") are left to the checks, which quote the reference.
+  void RedactSecrets();
   Config& config() { return config_; }
   std::vector<Diagnostic>& diagnostics() { return diagnostics_; }
 
@@ -441,18 +203,24 @@ class Checker {
   }
   void Error(const Item& item, const std::string& message) { Error(item.pos, item.path, message); }
 
-  Position PosOf(const YAML::Node& node, const Position& fallback) const {
+  // `parent_offset`: where the key or list holding `node` starts. An alias
+  // shares the anchored node and its mark, which lies before that; the
+  // alias's own place is then best told by its parent.
+  Position PosOf(const YAML::Node& node, const Position& fallback, int parent_offset = -1) const {
     // An empty value's mark is that of the next token, often lines away.
     if (node.IsNull()) return fallback;
     const YAML::Mark mark = node.Mark();
-    if (mark.is_null()) return fallback;
+    if (mark.is_null() || mark.pos < parent_offset) return fallback;
     return Position{file_, mark.line + 1, mark.column + 1};
+  }
+
+  void RememberSecret(const std::string& value) {
+    if (!value.empty()) secret_values_.insert(value);
   }
 
   Position ExpressionPos(const Item& item) const;
 
-  std::optional<MapView> AsMap(const Item& item, std::string_view expected,
-                               const KeyList& allowed);
+  std::optional<MapView> AsMap(const Item& item, std::string_view expected, const KeyList& allowed);
   void CheckKeysApply(const MapView& map, const KeyList& allowed, const std::string& what);
   bool Require(const MapView& map, std::string_view key, std::string_view expected);
   std::optional<std::vector<Item>> AsList(const Item& item, std::string_view expected,
@@ -475,8 +243,7 @@ class Checker {
   std::optional<Expression> AsExpression(const Item& item);
   std::optional<std::vector<std::string>> AsFieldList(const Item& item);
   std::optional<std::string> AsTemplate(const Item& item, bool allow_empty);
-  std::optional<std::map<std::string, Secret>> AsSecretMap(const Item& item,
-                                                           bool header_names);
+  std::optional<std::map<std::string, Secret>> AsSecretMap(const Item& item, bool header_names);
   std::optional<int> AsQos(const Item& item);
 
   // Reads a map of named entries (sources, pipelines, sinks).
@@ -506,6 +273,7 @@ class Checker {
   const LoadOptions& options_;
   Config config_;
   std::vector<Diagnostic> diagnostics_;
+  std::set<std::string> secret_values_;
 
   bool agent_id_set_ = false;
   std::vector<bool> source_client_id_set_;
@@ -517,6 +285,18 @@ class Checker {
   std::optional<std::vector<std::pair<std::string, Position>>> pipeline_names_;
   std::optional<std::vector<std::pair<std::string, Position>>> sink_names_;
 };
+
+void Checker::RedactSecrets() {
+  for (Diagnostic& d : diagnostics_) {
+    for (const std::string& secret : secret_values_) {
+      if (secret.size() < 4) continue;
+      for (size_t at = d.message.find(secret); at != std::string::npos;
+           at = d.message.find(secret, at)) {
+        d.message.replace(at, secret.size(), "<secret>");
+      }
+    }
+  }
+}
 
 Position Checker::ExpressionPos(const Item& item) const {
   Position pos = item.pos;
@@ -549,7 +329,7 @@ std::optional<MapView> Checker::AsMap(const Item& item, std::string_view expecte
     Error(item, "expected " + std::string(expected) + "; got " + Describe(item.node));
     return std::nullopt;
   }
-  MapView view{item.path, item.pos, {}};
+  MapView view{item.path, item.pos, {}, {}};
   for (auto it = item.node.begin(); it != item.node.end(); ++it) {
     const YAML::Node key = it->first;
     const Position key_pos = PosOf(key, item.pos);
@@ -574,20 +354,20 @@ std::optional<MapView> Checker::AsMap(const Item& item, std::string_view expecte
       continue;
     }
     const YAML::Node value = it->second;
-    view.entries.push_back(
-        Entry{name, key_pos, Item{value, Child(item.path, name), PosOf(value, key_pos)}});
+    view.index.emplace(name, view.entries.size());
+    view.entries.push_back(Entry{
+        name, key_pos, Item{value, Child(item.path, name), PosOf(value, key_pos, key.Mark().pos)}});
   }
   return view;
 }
 
 // For maps whose valid keys depend on a `type` read from the same map.
-void Checker::CheckKeysApply(const MapView& map, const KeyList& allowed,
-                             const std::string& what) {
+void Checker::CheckKeysApply(const MapView& map, const KeyList& allowed, const std::string& what) {
   for (const Entry& e : map.entries) {
     if (std::find(allowed.begin(), allowed.end(), e.key) == allowed.end()) {
       Error(e.key_pos, map.path,
-            "key " + Quoted(e.key) + " does not apply to " + what + "; expected one of: " +
-                JoinComma(allowed));
+            "key " + Quoted(e.key) + " does not apply to " + what +
+                "; expected one of: " + JoinComma(allowed));
     }
   }
 }
@@ -610,7 +390,7 @@ std::optional<std::vector<Item>> Checker::AsList(const Item& item, std::string_v
   for (auto it = item.node.begin(); it != item.node.end(); ++it, ++index) {
     const YAML::Node element = *it;
     items.push_back(Item{element, item.path + "[" + std::to_string(index) + "]",
-                         PosOf(element, item.pos)});
+                         PosOf(element, item.pos, item.node.Mark().pos)});
   }
   return items;
 }
@@ -626,7 +406,9 @@ std::optional<Text> Checker::AsText(const Item& item, std::string_view expected)
     Error(item, std::string(expanded.status().message()));
     return std::nullopt;
   }
-  return Text{std::move(expanded->value), raw, item.pos, item.node.Tag() != "!"};
+  if (expanded->had_reference) RememberSecret(expanded->value);
+  return Text{std::move(expanded->value), raw, item.pos, item.node.Tag() != "!",
+              expanded->had_reference};
 }
 
 std::optional<Text> Checker::AsNonEmpty(const Item& item, std::string_view expected) {
@@ -659,8 +441,7 @@ std::optional<int64_t> Checker::AsInt(const Item& item, int64_t min, int64_t max
   int64_t value = 0;
   const std::string& s = t->value;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
-  if (ec != std::errc() || end != s.data() + s.size() || s.empty() || value < min ||
-      value > max) {
+  if (ec != std::errc() || end != s.data() + s.size() || s.empty() || value < min || value > max) {
     Error(item, "expected " + std::string(expected) + "; got " + Got(*t));
     return std::nullopt;
   }
@@ -717,6 +498,7 @@ std::optional<std::vector<std::string>> Checker::AsFieldList(const Item& item) {
       AsList(item, "a list of field names such as [site, device]", false);
   if (!items) return std::nullopt;
   std::vector<std::string> fields;
+  std::set<std::string, std::less<>> seen;
   bool ok = true;
   for (const Item& element : *items) {
     std::optional<Text> t = AsText(element, kFieldExpected);
@@ -729,7 +511,7 @@ std::optional<std::vector<std::string>> Checker::AsFieldList(const Item& item) {
       ok = false;
       continue;
     }
-    if (std::find(fields.begin(), fields.end(), t->value) != fields.end()) {
+    if (!seen.insert(t->value).second) {
       Error(element, "field " + Quoted(t->shown) + " is listed twice; expected each field once");
       ok = false;
       continue;
@@ -747,7 +529,7 @@ std::optional<std::string> Checker::AsTemplate(const Item& item, bool allow_empt
   if (!t) return std::nullopt;
   const std::string problem = TemplateProblem(t->value);
   if (!problem.empty()) {
-    Error(item, "expected " + std::string(kExpected) + "; got " + Got(*t) + " (" + problem + ")");
+    Error(item, "expected " + std::string(kExpected) + "; got " + Got(*t) + Detail(*t, problem));
     return std::nullopt;
   }
   return std::move(t->value);
@@ -762,7 +544,9 @@ std::optional<std::map<std::string, Secret>> Checker::AsSecretMap(const Item& it
   for (const Entry& e : m->entries) {
     if (header_names ? !IsHeaderName(e.key) : e.key.empty()) {
       Error(e.key_pos, m->path,
-            "expected a header name such as Authorization; got " + Quoted(e.key));
+            std::string(header_names ? "expected a header name such as Authorization"
+                                     : "expected a property name such as security.protocol") +
+                "; got " + Quoted(e.key));
       ok = false;
       continue;
     }
@@ -789,8 +573,11 @@ bool Checker::ReadNamed(const Item& item, std::string_view singular,
   const std::string expected = "a map of " + std::string(singular) + " names to settings";
   std::optional<MapView> m = AsMap(item, expected, {});
   if (!m) return false;
-  if (m->entries.empty() && item.node.size() == 0) {
-    Error(item, "expected at least one " + std::string(singular) + "; got an empty map");
+  if (m->entries.empty()) {
+    if (item.node.size() == 0) {
+      Error(item, "expected at least one " + std::string(singular) + "; got an empty map");
+    }
+    return false;  // nothing to refer to: references to it would only repeat this error
   }
   for (const Entry& e : m->entries) {
     names->emplace_back(e.key, e.key_pos);
@@ -809,14 +596,16 @@ void Checker::Run(const YAML::Node& root) {
   std::optional<MapView> m = AsMap(root_item, kRootExpected, kRootKeys);
   if (!m) return;
   if (const Entry* e = m->Find("agent")) ReadAgent(e->value);
-  if (Require(*m, "sources", "at least one source such as {plant: {url: tcp://..., topics: [...]}}")) {
+  if (Require(*m, "sources",
+              "at least one source such as {plant: {url: tcp://..., topics: [...]}}")) {
     std::vector<std::pair<std::string, Position>> names;
     if (ReadNamed(m->Find("sources")->value, "source", &names,
                   [this](const Entry& e) { ReadSource(e); })) {
       source_names_ = std::move(names);
     }
   }
-  if (Require(*m, "pipelines", "at least one pipeline such as {raw: {from: plant, to: [console]}}")) {
+  if (Require(*m, "pipelines",
+              "at least one pipeline such as {raw: {from: plant, to: [console]}}")) {
     std::vector<std::pair<std::string, Position>> names;
     if (ReadNamed(m->Find("pipelines")->value, "pipeline", &names,
                   [this](const Entry& e) { ReadPipeline(e); })) {
@@ -839,7 +628,8 @@ void Checker::ReadAgent(const Item& item) {
   if (!m) return;
   AgentConfig& agent = config_.agent;
   if (const Entry* e = m->Find("id")) {
-    constexpr std::string_view kExpected = "an id of letters, digits, '_', '-' or '.' such as gw-042";
+    constexpr std::string_view kExpected =
+        "an id of letters, digits, '_', '-' or '.' such as gw-042";
     if (std::optional<Text> t = AsNonEmpty(e->value, kExpected)) {
       if (IsFieldName(t->value)) {
         agent.id = t->value;
@@ -850,7 +640,8 @@ void Checker::ReadAgent(const Item& item) {
     }
   }
   if (const Entry* e = m->Find("data_dir")) {
-    if (auto v = AsString(e->value, "a directory path such as /var/lib/sluice")) agent.data_dir = *v;
+    if (auto v = AsString(e->value, "a directory path such as /var/lib/sluice"))
+      agent.data_dir = *v;
   }
   if (const Entry* e = m->Find("http")) {
     constexpr std::string_view kExpected = "host:port such as 127.0.0.1:9464, or off";
@@ -863,8 +654,8 @@ void Checker::ReadAgent(const Item& item) {
     }
   }
   if (const Entry* e = m->Find("log")) {
-    if (std::optional<MapView> log = AsMap(e->value, "a map such as {level: info, format: text}",
-                                           kLogKeys)) {
+    if (std::optional<MapView> log =
+            AsMap(e->value, "a map such as {level: info, format: text}", kLogKeys)) {
       if (const Entry* l = log->Find("level")) {
         if (auto v = AsChoice(l->value, {"debug", "info", "warn", "error"})) agent.log.level = *v;
       }
@@ -884,8 +675,8 @@ std::optional<TlsConfig> Checker::ReadTls(const Item& item) {
   if (!m) return std::nullopt;
   TlsConfig tls;
   bool ok = true;
-  for (auto [key, field] : {std::pair{"ca", &tls.ca}, std::pair{"cert", &tls.cert},
-                            std::pair{"key", &tls.key}}) {
+  for (auto [key, field] :
+       {std::pair{"ca", &tls.ca}, std::pair{"cert", &tls.cert}, std::pair{"key", &tls.key}}) {
     if (const Entry* e = m->Find(key)) {
       if (auto v = AsString(e->value, "a file path")) {
         *field = *v;
@@ -945,8 +736,8 @@ void Checker::ReadSource(const Entry& entry) {
         if (!t) continue;
         const std::string problem = TopicFilterProblem(t->value);
         if (!problem.empty()) {
-          Error(item, "expected " + std::string(kExpected) + "; got " + Got(*t) + " (" +
-                          problem + ")");
+          Error(item,
+                "expected " + std::string(kExpected) + "; got " + Got(*t) + Detail(*t, problem));
           continue;
         }
         s.topics.push_back(t->value);
@@ -977,7 +768,7 @@ void Checker::ReadSource(const Entry& entry) {
         s.topic_fields = t->value;
       } else {
         Error(e->value,
-              "expected " + std::string(kExpected) + "; got " + Got(*t) + " (" + problem + ")");
+              "expected " + std::string(kExpected) + "; got " + Got(*t) + Detail(*t, problem));
       }
     }
   }
@@ -1081,14 +872,13 @@ void Checker::ReadPipeline(const Entry& entry) {
 }
 
 std::optional<WindowConfig> Checker::ReadWindow(const Item& item) {
-  std::optional<MapView> m =
-      AsMap(item, "a map such as {type: tumbling, size: 1m}", kWindowKeys);
+  std::optional<MapView> m = AsMap(item, "a map such as {type: tumbling, size: 1m}", kWindowKeys);
   if (!m) return std::nullopt;
   WindowConfig w;
   w.pos = m->pos;
   if (!Require(*m, "type", "tumbling, hopping or session")) return std::nullopt;
-  std::optional<std::string> type = AsChoice(m->Find("type")->value,
-                                             {"tumbling", "hopping", "session"});
+  std::optional<std::string> type =
+      AsChoice(m->Find("type")->value, {"tumbling", "hopping", "session"});
   if (!type) return std::nullopt;
   CheckKeysApply(*m, kWindowKeysByType.at(*type), "a " + *type + " window");
   bool ok = true;
@@ -1128,12 +918,20 @@ std::optional<WindowConfig> Checker::ReadWindow(const Item& item) {
       ok = false;
     }
   }
+  if (const Entry* e = m->Find("idle")) {
+    if (auto v = AsDuration(e->value, false)) {
+      w.idle = *v;
+    } else {
+      ok = false;
+    }
+  }
   if (!ok) return std::nullopt;
   return w;
 }
 
 void Checker::ReadAggregates(const Item& item, PipelineConfig* p) {
-  std::optional<MapView> m = AsMap(item, "a map of names to aggregates such as {avg_temp: avg(temp)}", {});
+  std::optional<MapView> m =
+      AsMap(item, "a map of names to aggregates such as {avg_temp: avg(temp)}", {});
   if (!m) return;
   if (m->entries.empty() && item.node.size() == 0) {
     Error(item, "expected at least one aggregate such as {readings: count()}; got an empty map");
@@ -1158,9 +956,10 @@ void Checker::ReadAggregates(const Item& item, PipelineConfig* p) {
     }
     if (std::find(kAggregateFunctions.begin(), kAggregateFunctions.end(), function) ==
         kAggregateFunctions.end()) {
-      Error(e.value, "unknown aggregate function " + Quoted(function) + "; " +
-                         std::string(kAggregateExpected) + got +
-                         DidYouMean(function, kAggregateFunctions));
+      Error(e.value, t->secret ? std::string(kAggregateExpected) + got
+                               : "unknown aggregate function " + Quoted(function) + "; " +
+                                     std::string(kAggregateExpected) + got +
+                                     DidYouMean(function, kAggregateFunctions));
       continue;
     }
     std::vector<std::string_view> args;
@@ -1169,9 +968,8 @@ void Checker::ReadAggregates(const Item& item, PipelineConfig* p) {
       size_t start = 0;
       while (true) {
         const size_t comma = inner.find(',', start);
-        args.push_back(Trim(inner.substr(start, comma == std::string_view::npos
-                                                    ? std::string_view::npos
-                                                    : comma - start)));
+        args.push_back(Trim(inner.substr(
+            start, comma == std::string_view::npos ? std::string_view::npos : comma - start)));
         if (comma == std::string_view::npos) break;
         start = comma + 1;
       }
@@ -1194,14 +992,17 @@ void Checker::ReadAggregates(const Item& item, PipelineConfig* p) {
       const std::string_view qs = args[1];
       const auto [end, ec] = std::from_chars(qs.data(), qs.data() + qs.size(), q);
       if (qs.empty() || ec != std::errc() || end != qs.data() + qs.size() || !(q > 0 && q < 1)) {
-        Error(e.value, "expected a quantile between 0 and 1 (exclusive) such as 0.99 in "
-                       "percentile(field, q)" + got);
+        Error(e.value,
+              "expected a quantile between 0 and 1 (exclusive) such as 0.99 in "
+              "percentile(field, q)" +
+                  got);
         continue;
       }
       a.quantile = q;
     } else {
       if (args.size() != 1) {
-        Error(e.value, "expected " + function + "(field) with exactly one field" + got);
+        Error(e.value, "expected " + (t->secret ? std::string("fn") : function) +
+                           "(field) with exactly one field" + got);
         continue;
       }
       if (function.size() == 3 && function[0] == 'p') {
@@ -1211,7 +1012,7 @@ void Checker::ReadAggregates(const Item& item, PipelineConfig* p) {
     if (!args.empty()) {
       if (!IsFieldName(args[0])) {
         Error(e.value, "expected " + std::string(kFieldExpected) + " as the argument of " +
-                           function + got);
+                           (t->secret ? std::string("the function") : function) + got);
         continue;
       }
       a.field = std::string(args[0]);
@@ -1462,8 +1263,7 @@ MqttSinkConfig Checker::ReadMqttSink(const MapView& m) {
     const Item& item = m.Find("topic")->value;
     if (auto v = AsTemplate(item, false)) {
       if (v->find_first_of("+#") != std::string::npos) {
-        Error(item, "expected a topic without wildcards (+, #); got " +
-                        Quoted(item.node.Scalar()));
+        Error(item, "expected a topic without wildcards (+, #); got " + Quoted(item.node.Scalar()));
       } else {
         q.topic = *v;
       }
@@ -1493,22 +1293,45 @@ MqttSinkConfig Checker::ReadMqttSink(const MapView& m) {
 }
 
 void Checker::CheckReferences() {
-  // `from` names a source or a pipeline, so the two share one namespace.
-  if (source_names_ && pipeline_names_) {
+  std::map<std::string, Position, std::less<>> sources;
+  std::set<std::string, std::less<>> pipelines;
+  std::set<std::string, std::less<>> sinks;
+  KeyList from_candidates;  // sources, then pipelines
+  KeyList sink_candidates;
+  if (source_names_) {
+    for (const auto& [name, pos] : *source_names_) {
+      sources.emplace(name, pos);
+      from_candidates.push_back(name);
+    }
+  }
+  if (pipeline_names_) {
     for (const auto& [name, pos] : *pipeline_names_) {
-      for (const auto& [source, source_pos] : *source_names_) {
-        if (name == source) {
-          Error(pos, "pipelines",
-                "name " + Quoted(name) + " is already used by the source at line " +
-                    std::to_string(source_pos.line) +
-                    "; expected pipeline and source names to differ, since 'from' may name "
-                    "either");
-        }
-      }
+      pipelines.insert(name);
+      from_candidates.push_back(name);
+    }
+  }
+  if (sink_names_) {
+    for (const auto& [name, pos] : *sink_names_) {
+      sinks.insert(name);
+      sink_candidates.push_back(name);
     }
   }
 
-  std::map<std::string, size_t> pipeline_index;
+  // `from` names a source or a pipeline, so the two share one namespace.
+  std::set<std::string, std::less<>> shadowing;  // pipelines named like a source
+  if (source_names_ && pipeline_names_) {
+    for (const auto& [name, pos] : *pipeline_names_) {
+      const auto source = sources.find(name);
+      if (source == sources.end()) continue;
+      shadowing.insert(name);
+      Error(pos, "pipelines",
+            "name " + Quoted(name) + " is already used by the source at line " +
+                std::to_string(source->second.line) +
+                "; expected pipeline and source names to differ, since 'from' may name either");
+    }
+  }
+
+  std::map<std::string, size_t, std::less<>> pipeline_index;
   for (size_t i = 0; i < config_.pipelines.size(); ++i) {
     pipeline_index.emplace(config_.pipelines[i].name, i);
   }
@@ -1517,44 +1340,34 @@ void Checker::CheckReferences() {
     const PipelineConfig& p = config_.pipelines[i];
     const PipelineRefs& refs = pipeline_refs_[i];
     const std::string path = "pipelines." + p.name;
-    if (!p.from.empty() && source_names_ && pipeline_names_) {
-      KeyList candidates;
-      bool found = false;
-      for (const auto& [name, pos] : *source_names_) {
-        candidates.push_back(name);
-        found = found || name == p.from;
-      }
-      for (const auto& [name, pos] : *pipeline_names_) {
-        if (name == p.name) continue;
-        candidates.push_back(name);
-        found = found || name == p.from;
-      }
+    if (!p.from.empty() && source_names_ && pipeline_names_ && shadowing.count(p.name) == 0) {
       if (p.from == p.name) {
         Error(p.from_pos, path + ".from",
               "a pipeline cannot read from itself; expected a source or another pipeline");
-      } else if (!found) {
-        const std::string suggestion = Suggest(refs.from_shown, candidates);
+      } else if (sources.count(p.from) == 0 && pipelines.count(p.from) == 0) {
+        KeyList others;  // a pipeline is no candidate for its own `from`
+        if (from_candidates.size() <= kMaxHintCandidates) {
+          for (std::string_view name : from_candidates) {
+            if (name != p.name) others.push_back(name);
+          }
+        }
         Error(p.from_pos, path + ".from",
               "unknown source or pipeline " + Quoted(refs.from_shown) +
-                  (suggestion.empty() ? "; expected one of: " + JoinComma(candidates)
-                                      : " (did you mean '" + suggestion + "'?)"));
+                  NameHint(refs.from_shown, others.empty() ? from_candidates : others,
+                           "a source or pipeline"));
       } else if (pipeline_index.count(p.from) != 0) {
         chains_to_check[i] = true;
       }
     }
     if (sink_names_) {
-      KeyList sinks;
-      for (const auto& [name, pos] : *sink_names_) sinks.push_back(name);
+      std::set<std::string, std::less<>> seen;
       for (size_t j = 0; j < p.to.size(); ++j) {
         const std::string to_path = path + ".to[" + std::to_string(j) + "]";
-        if (std::find(sinks.begin(), sinks.end(), p.to[j]) == sinks.end()) {
-          const std::string suggestion = Suggest(refs.to_shown[j], sinks);
+        if (sinks.count(p.to[j]) == 0) {
           Error(p.to_pos[j], to_path,
                 "unknown sink " + Quoted(refs.to_shown[j]) +
-                    (suggestion.empty() ? "; expected one of: " + JoinComma(sinks)
-                                        : " (did you mean '" + suggestion + "'?)"));
-        } else if (std::find(p.to.begin(), p.to.begin() + static_cast<std::ptrdiff_t>(j),
-                             p.to[j]) != p.to.begin() + static_cast<std::ptrdiff_t>(j)) {
+                    NameHint(refs.to_shown[j], sink_candidates, "a sink"));
+        } else if (!seen.insert(p.to[j]).second) {
           Error(p.to_pos[j], to_path,
                 "sink " + Quoted(refs.to_shown[j]) + " is listed twice; expected each sink once");
         }
@@ -1631,6 +1444,26 @@ StatusOr<Config> Finish(std::vector<Diagnostic> found, std::vector<Diagnostic>* 
   return Status::InvalidArgument(message);
 }
 
+// The first character that is not blank, a comment, a document marker or a
+// directive; line 0 when there is none.
+Position FirstContent(std::string_view text, const std::string& file) {
+  int line_no = 0;
+  size_t line_start = 0;
+  while (line_start <= text.size()) {
+    size_t line_end = text.find('\n', line_start);
+    if (line_end == std::string_view::npos) line_end = text.size();
+    std::string_view line = text.substr(line_start, line_end - line_start);
+    line_start = line_end + 1;
+    ++line_no;
+    size_t i = 0;
+    if (line.substr(0, 3) == "---" || line.substr(0, 3) == "...") i = 3;
+    if (!line.empty() && line[0] == '%') continue;
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
+    if (i < line.size() && line[i] != '#') return Position{file, line_no, static_cast<int>(i) + 1};
+  }
+  return Position{file, 0, 0};
+}
+
 // Parses and checks; every failure becomes a diagnostic in *found.
 std::optional<Config> Load(std::string_view yaml, const std::string& file,
                            const LoadOptions& options, std::vector<Diagnostic>* found) {
@@ -1638,30 +1471,30 @@ std::optional<Config> Load(std::string_view yaml, const std::string& file,
     found->push_back(std::move(*d));
     return std::nullopt;
   }
-  std::vector<YAML::Node> documents;
+  YAML::Node root;
   try {
-    documents = YAML::LoadAll(std::string(yaml));
+    root = YAML::Load(std::string(yaml));
   } catch (const YAML::Exception& e) {
     const Position pos = e.mark.is_null() ? Position{file, 1, 1}
                                           : Position{file, e.mark.line + 1, e.mark.column + 1};
     found->push_back({pos, "invalid YAML: " + e.msg});
     return std::nullopt;
   }
-  if (documents.empty() || documents.front().IsNull()) {
-    found->push_back({Position{file, 1, 1},
-                      "the config is empty; expected " + std::string(kRootExpected)});
-    return std::nullopt;
-  }
-  if (documents.size() > 1) {
-    const YAML::Mark mark = documents[1].Mark();
-    found->push_back({mark.is_null() ? Position{file, 1, 1}
-                                     : Position{file, mark.line + 1, mark.column + 1},
-                      "a second YAML document; expected the whole config in one document"});
+  if (root.IsNull()) {
+    // yaml-cpp also yields nothing for some malformed text (a stray ','):
+    // point at the first thing that is not a comment.
+    const Position content = FirstContent(yaml, file);
+    found->push_back(
+        {content.line > 0 ? content : Position{file, 1, 1},
+         content.line > 0
+             ? "no YAML content could be read from here on; expected " + std::string(kRootExpected)
+             : "the config is empty; expected " + std::string(kRootExpected)});
     return std::nullopt;
   }
   Checker checker(yaml, file, options);
-  checker.Run(documents.front());
+  checker.Run(root);
   if (!checker.diagnostics().empty()) {
+    checker.RedactSecrets();
     *found = std::move(checker.diagnostics());
     return std::nullopt;
   }
@@ -1704,8 +1537,7 @@ StatusOr<Config> LoadConfigFile(const std::string& path, std::vector<Diagnostic>
   // Read one byte past the limit so that CheckYamlText reports the size.
   StatusOr<std::string> text = internal::ReadFileLimited(path, internal::kMaxConfigBytes + 1);
   if (!text.ok()) {
-    const bool too_large = text.status().code() == StatusCode::kInvalidArgument &&
-                           text.status().message().find("larger") != std::string_view::npos;
+    const bool too_large = text.status().code() == StatusCode::kResourceExhausted;
     Diagnostic d{Position{path, too_large ? 1 : 0, too_large ? 1 : 0},
                  too_large ? "the file is larger than 1 MiB; expected a config of at most 1 MiB"
                            : "cannot read config file '" + path +

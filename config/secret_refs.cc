@@ -13,9 +13,7 @@ constexpr std::string_view kExpected =
 // A secret file is a password or a token, not a data set.
 constexpr size_t kMaxSecretFileBytes = 64 * 1024;
 
-bool IsEnvNameStart(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
-}
+bool IsEnvNameStart(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
 bool IsEnvNameChar(char c) { return IsEnvNameStart(c) || (c >= '0' && c <= '9'); }
 
 bool IsEnvName(std::string_view s) {
@@ -80,11 +78,10 @@ StatusOr<Expanded> ExpandSecretRefs(std::string_view text, const SecretResolver&
                         : StatusOr<std::string>(Status::Unavailable("no file resolver"));
       if (!content.ok()) {
         // The resolver's message describes the failure, never the content.
-        return Status(content.status().code() == StatusCode::kNotFound
-                          ? StatusCode::kNotFound
-                          : StatusCode::kInvalidArgument,
-                      "cannot read secret file '" + path + "': " +
-                          std::string(content.status().message()));
+        return Status(
+            content.status().code() == StatusCode::kNotFound ? StatusCode::kNotFound
+                                                             : StatusCode::kInvalidArgument,
+            "cannot read secret file '" + path + "': " + std::string(content.status().message()));
       }
       std::string value = std::move(*content);
       // Editors and `echo` end files with a newline that is not part of the secret.

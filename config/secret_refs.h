@@ -12,8 +12,8 @@
 namespace sluice::config::internal {
 
 struct Expanded {
-  std::string value;            // with every reference replaced
-  bool had_reference = false;   // a resolved value is in `value`: never print it
+  std::string value;           // with every reference replaced
+  bool had_reference = false;  // a resolved value is in `value`: never print it
 };
 
 // Replaces each ${env:NAME} / ${file:PATH} in `text`; "$${" stands for a

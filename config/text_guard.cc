@@ -57,7 +57,7 @@ StatusOr<std::string> ReadFileLimited(const std::string& path, size_t max_bytes)
     // Stop early: a FIFO or /dev/zero must not make the loader read forever.
     if (data.size() > max_bytes) {
       ::close(fd);
-      return Status::InvalidArgument("is larger than " + std::to_string(max_bytes) + " bytes");
+      return Status::ResourceExhausted("is larger than " + std::to_string(max_bytes) + " bytes");
     }
   }
   ::close(fd);
@@ -223,6 +223,40 @@ int EstimateNestingDepth(std::string_view text, int stop_above, int* out_line, i
   return max_depth;
 }
 
+int FindSecondDocument(std::string_view text) {
+  bool content = false;  // the first document has begun
+  bool ended = false;    // ... and a "..." line closed it
+  int line_no = 0;
+  size_t line_start = 0;
+  while (line_start <= text.size()) {
+    size_t line_end = text.find('\n', line_start);
+    if (line_end == std::string_view::npos) line_end = text.size();
+    std::string_view line = text.substr(line_start, line_end - line_start);
+    line_start = line_end + 1;
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const bool marker = line.size() >= 3 && (line.size() == 3 || IsBlank(line[3]));
+    size_t first = 0;
+    while (first < line.size() && IsBlank(line[first])) ++first;
+    if (marker && line.substr(0, 3) == "---") {
+      if (content) return line_no;
+      size_t rest = 3;
+      while (rest < line.size() && IsBlank(line[rest])) ++rest;
+      if (rest < line.size() && line[rest] != '#') content = true;  // "--- {a: 1}"
+      continue;
+    }
+    if (marker && line.substr(0, 3) == "...") {
+      ended = ended || content;
+      continue;
+    }
+    if (first == line.size() || line[first] == '#') continue;
+    if (!content && line[0] == '%') continue;  // a directive such as %YAML 1.2
+    if (ended) return line_no;
+    content = true;
+  }
+  return 0;
+}
+
 std::optional<Diagnostic> CheckYamlText(std::string_view text, const std::string& file) {
   if (text.size() > kMaxConfigBytes) {
     return Diagnostic{Position{file, 1, 1},
@@ -241,6 +275,12 @@ std::optional<Diagnostic> CheckYamlText(std::string_view text, const std::string
     }
     return Diagnostic{Position{file, line, static_cast<int>(nul - line_start) + 1},
                       "the file contains a NUL byte; expected UTF-8 text"};
+  }
+  // yaml-cpp's LoadAll() can loop forever on a stray ',' at the top level,
+  // so documents are counted here and only the first is parsed.
+  if (const int second = FindSecondDocument(text); second > 0) {
+    return Diagnostic{Position{file, second, 1},
+                      "a second YAML document; expected the whole config in one document"};
   }
   int line = 0;
   int column = 0;

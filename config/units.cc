@@ -13,8 +13,7 @@ namespace {
 // up to 9 fraction digits and units up to 2^40 that needs more than 64 bits.
 __extension__ using Uint128 = unsigned __int128;
 
-constexpr std::string_view kDurationExpected =
-    "expected a duration such as 500ms, 10s, 1m, 2h, 1d";
+constexpr std::string_view kDurationExpected = "expected a duration such as 500ms, 10s, 1m, 2h, 1d";
 constexpr std::string_view kSizeExpected =
     "expected a size such as 512MiB, 64MB, 4 KiB or 1024 (bytes); units: B, KiB, MiB, "
     "GiB, TiB (powers of 1024), KB, MB, GB, TB (powers of 1000)";
@@ -149,9 +148,12 @@ StatusOr<std::chrono::milliseconds> ParseDurationShown(std::string_view text,
   while (i < s.size()) {
     Decimal number;
     switch (ReadDecimal(s, &i, &number)) {
-      case NumberResult::kOk: break;
-      case NumberResult::kMalformed: return Invalid(kDurationExpected, shown);
-      case NumberResult::kTooLarge: return Invalid(too_large, shown);
+      case NumberResult::kOk:
+        break;
+      case NumberResult::kMalformed:
+        return Invalid(kDurationExpected, shown);
+      case NumberResult::kTooLarge:
+        return Invalid(too_large, shown);
       case NumberResult::kTooPrecise:
         return Invalid("expected a whole number of milliseconds", shown);
     }
@@ -179,8 +181,10 @@ StatusOr<std::chrono::milliseconds> ParseDurationShown(std::string_view text,
     last_rank = unit->rank;
     uint64_t part = 0;
     switch (Scale(number, unit->millis, &part)) {
-      case ScaleResult::kOk: break;
-      case ScaleResult::kOverflow: return Invalid(too_large, shown);
+      case ScaleResult::kOk:
+        break;
+      case ScaleResult::kOverflow:
+        return Invalid(too_large, shown);
       case ScaleResult::kNotWhole:
         return Invalid("expected a whole number of milliseconds", shown);
     }
@@ -197,17 +201,20 @@ StatusOr<uint64_t> ParseSizeShown(std::string_view text, std::string_view shown)
   const std::string_view s = Trim(text);
   if (s.empty()) return Invalid(kSizeExpected, shown);
   if (s.front() == '-') return Invalid("expected a non-negative size such as 64MiB", shown);
-  const std::string too_large =
-      "expected a size of at most " + std::to_string(std::numeric_limits<uint64_t>::max()) +
-      " bytes";
+  const std::string too_large = "expected a size of at most " +
+                                std::to_string(std::numeric_limits<uint64_t>::max()) + " bytes";
 
   size_t i = 0;
   Decimal number;
   switch (ReadDecimal(s, &i, &number)) {
-    case NumberResult::kOk: break;
-    case NumberResult::kMalformed: return Invalid(kSizeExpected, shown);
-    case NumberResult::kTooLarge: return Invalid(too_large, shown);
-    case NumberResult::kTooPrecise: return Invalid("expected a whole number of bytes", shown);
+    case NumberResult::kOk:
+      break;
+    case NumberResult::kMalformed:
+      return Invalid(kSizeExpected, shown);
+    case NumberResult::kTooLarge:
+      return Invalid(too_large, shown);
+    case NumberResult::kTooPrecise:
+      return Invalid("expected a whole number of bytes", shown);
   }
   SkipSpaces(s, &i);
   const std::string_view unit_name = s.substr(i);
@@ -221,9 +228,12 @@ StatusOr<uint64_t> ParseSizeShown(std::string_view text, std::string_view shown)
     if (unit.name != unit_name) continue;
     uint64_t bytes = 0;
     switch (Scale(number, unit.bytes, &bytes)) {
-      case ScaleResult::kOk: return bytes;
-      case ScaleResult::kOverflow: return Invalid(too_large, shown);
-      case ScaleResult::kNotWhole: return Invalid("expected a whole number of bytes", shown);
+      case ScaleResult::kOk:
+        return bytes;
+      case ScaleResult::kOverflow:
+        return Invalid(too_large, shown);
+      case ScaleResult::kNotWhole:
+        return Invalid("expected a whole number of bytes", shown);
     }
   }
   return Invalid(kSizeExpected, shown);
@@ -235,8 +245,6 @@ StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   return internal::ParseDurationShown(text, text);
 }
 
-StatusOr<uint64_t> ParseSize(std::string_view text) {
-  return internal::ParseSizeShown(text, text);
-}
+StatusOr<uint64_t> ParseSize(std::string_view text) { return internal::ParseSizeShown(text, text); }
 
 }  // namespace sluice::config
