@@ -1,8 +1,11 @@
 #include "agent/agent.h"
 
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "agent/mqtt_source.h"
+#include "agent/pipeline_factory.h"
 #include "agent/pipeline_runner.h"
 #include "operators/decode.h"
 #include "operators/operator.h"
@@ -18,37 +21,6 @@ namespace {
 // Records a sink may hold in memory before the pipelines wait for it.
 constexpr size_t kSinkQueueRecords = 10000;
 
-operators::TimeUnit ToDecoderUnit(config::TimeUnit unit) {
-  switch (unit) {
-    case config::TimeUnit::kSeconds: return operators::TimeUnit::kSeconds;
-    case config::TimeUnit::kMillis: return operators::TimeUnit::kMillis;
-    case config::TimeUnit::kMicros: return operators::TimeUnit::kMicros;
-    case config::TimeUnit::kNanos: return operators::TimeUnit::kNanos;
-    case config::TimeUnit::kRfc3339: return operators::TimeUnit::kRfc3339;
-  }
-  return operators::TimeUnit::kMillis;
-}
-
-// What this build cannot run yet: refuse at start, naming the part, instead
-// of running a pipeline that silently does less than its config says.
-Status CheckSupported(const config::Config& config) {
-  for (const config::PipelineConfig& p : config.pipelines) {
-    std::string what;
-    if (p.window) what = "windowed aggregation (window:)";
-    else if (p.alert) what = "alert rules (alert:)";
-    else if (!p.aggregates.empty()) what = "aggregates (aggregate:)";
-    else if (p.where) what = "filters (where:)";
-    else if (!config.FindSource(p.from)) what = "reading from another pipeline (from: " + p.from + ")";
-    if (!what.empty()) {
-      return Status::Unimplemented(p.pos.file + ":" + std::to_string(p.pos.line) + ":" +
-                                   std::to_string(p.pos.column) + ": pipeline '" + p.name +
-                                   "' uses " + what +
-                                   ", which this version of sluice cannot run yet");
-    }
-  }
-  return Status::Ok();
-}
-
 }  // namespace
 
 class Agent::Impl {
@@ -56,7 +28,6 @@ class Agent::Impl {
   Impl(const config::Config& config, const Clock& clock) : config_(config), clock_(clock) {}
 
   Status Build(const sinks::SinkRegistry& registry) {
-    RETURN_IF_ERROR(CheckSupported(config_));
     RETURN_IF_ERROR(CreateDirectories(config_.agent.data_dir).WithContext("agent.data_dir"));
     ASSIGN_OR_RETURN(dead_letters_,
                      OpenDeadLetterFile(config_.agent.data_dir + "/dead-letter.jsonl"));
@@ -76,19 +47,23 @@ class Agent::Impl {
 
     std::vector<std::unique_ptr<PipelineRuntime>> pipelines;
     for (const config::PipelineConfig& pc : config_.pipelines) {
+      std::vector<config::Diagnostic> errors;
+      ASSIGN_OR_RETURN(BuiltPipeline built, BuildPipeline(config_, pc, &errors));
       auto p = std::make_unique<PipelineRuntime>();
       p->name = pc.name;
       p->source = SourceIndex(pc.from);
-      p->op = operators::NewPassthrough({config_.agent.id, pc.name});
+      p->upstream = PipelineIndex(pc.from);
+      p->op = std::move(built.op);
       for (const std::string& to : pc.to) p->sinks.push_back(SinkIndex(to));
       pipelines.push_back(std::move(p));
     }
-    pipelines_ = std::make_unique<PipelineRunner>(std::move(pipelines), std::move(queue_ptrs));
+    pipelines_ = std::make_unique<PipelineRunner>(std::move(pipelines), std::move(queue_ptrs),
+                                                  *dead_letters_);
 
     for (size_t i = 0; i < config_.sources.size(); ++i) {
       const config::SourceConfig& sc = config_.sources[i];
       ASSIGN_OR_RETURN(auto source,
-                       MqttSource::Create(sc, static_cast<int>(i), DecodeOptionsFor(sc), *pipelines_,
+                       MqttSource::Create(sc, static_cast<int>(i), DecodeOptionsFor(config_, sc), *pipelines_,
                                           *dead_letters_, clock_));
       sources_.push_back(std::move(source));
     }
@@ -101,6 +76,7 @@ class Agent::Impl {
       slot->thread = std::thread([loop] { loop->Run(); });
     }
     for (auto& source : sources_) source->Start();
+    ticker_ = std::thread([this] { Tick(); });
     LogInfo("agent '", config_.agent.id, "' running: ", sources_.size(), " source(s), ",
             config_.pipelines.size(), " pipeline(s), ", sinks_.size(), " sink(s)");
   }
@@ -110,6 +86,12 @@ class Agent::Impl {
     shut_down_ = true;
     LogInfo("stopping: no new readings; finishing in-flight work");
     for (auto& source : sources_) source->Stop();
+    {
+      std::lock_guard<std::mutex> lock(tick_mu_);
+      stopping_ = true;
+      tick_wake_.notify_all();
+    }
+    if (ticker_.joinable()) ticker_.join();
     pipelines_->Close();
     SteadyTime deadline = clock_.Now() + config_.agent.shutdown_grace;
     for (auto& slot : sinks_) slot->loop->Stop(deadline);
@@ -136,9 +118,29 @@ class Agent::Impl {
     std::thread thread;
   };
 
+  // Once a second, processing time reaches the pipelines, so windows of a
+  // quiet source still close.
+  void Tick() {
+    std::unique_lock<std::mutex> lock(tick_mu_);
+    while (!stopping_) {
+      clock_.WaitUntil(lock, tick_wake_, clock_.Now() + Millis(1000));
+      if (stopping_) break;
+      lock.unlock();
+      (void)pipelines_->Tick(ToEpochMillis(clock_.WallNow()));
+      lock.lock();
+    }
+  }
+
   int SourceIndex(const std::string& name) const {
     for (size_t i = 0; i < config_.sources.size(); ++i) {
       if (config_.sources[i].name == name) return static_cast<int>(i);
+    }
+    return -1;
+  }
+
+  int PipelineIndex(const std::string& name) const {
+    for (size_t i = 0; i < config_.pipelines.size(); ++i) {
+      if (config_.pipelines[i].name == name) return static_cast<int>(i);
     }
     return -1;
   }
@@ -150,27 +152,16 @@ class Agent::Impl {
     return -1;
   }
 
-  operators::DecodeOptions DecodeOptionsFor(const config::SourceConfig& sc) const {
-    operators::DecodeOptions d;
-    if (sc.time) {
-      d.time_field = sc.time->field;
-      d.time_unit = ToDecoderUnit(sc.time->unit);
-    }
-    if (!sc.topic_fields.empty()) {
-      auto pattern = operators::TopicPattern::Parse(sc.topic_fields);
-      if (pattern.ok()) d.topic_fields = *pattern;  // validated at load
-    }
-    // Every pipeline of this build passes readings through whole.
-    d.projection = operators::Projection::All();
-    return d;
-  }
-
   const config::Config config_;
   const Clock& clock_;
   std::unique_ptr<DeadLetterStore> dead_letters_;
   std::vector<std::unique_ptr<SinkSlot>> sinks_;
   std::unique_ptr<PipelineRunner> pipelines_;
   std::vector<std::unique_ptr<MqttSource>> sources_;
+  std::thread ticker_;
+  std::mutex tick_mu_;
+  std::condition_variable tick_wake_;
+  bool stopping_ = false;
   bool shut_down_ = false;
 };
 

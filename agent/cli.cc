@@ -5,6 +5,8 @@
 #include <iostream>
 
 #include "agent/agent.h"
+#include "agent/offline.h"
+#include "agent/pipeline_factory.h"
 #include "agent/simulate.h"
 #include "config/loader.h"
 #include "platform/build_info.h"
@@ -20,10 +22,14 @@ constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
 constexpr const char* kDefaultConfig = "/etc/sluice/sluice.yaml";
 
-// Loads `path`, printing every diagnostic to stderr.
+// Loads `path` and compiles its pipelines, printing every diagnostic to stderr.
 StatusOr<config::Config> LoadOrReport(const std::string& path) {
   std::vector<config::Diagnostic> errors;
   auto config = config::LoadConfigFile(path, &errors);
+  if (config.ok()) {
+    errors = CheckPipelines(*config);
+    if (!errors.empty()) config = Status::InvalidArgument(config::FormatDiagnostic(errors[0]));
+  }
   if (!config.ok()) {
     for (const auto& e : errors) std::cerr << config::FormatDiagnostic(e) << "\n";
     if (errors.empty()) std::cerr << path << ": " << config.status().message() << "\n";
@@ -108,6 +114,15 @@ int Main(int argc, char** argv) {
       "validate", "Check a config: exit 0 if it is valid, else print every error and exit 1");
   validate->add_option("-c,--config", validate_config, "Config file")->capture_default_str();
 
+  std::string test_config = kDefaultConfig;
+  std::string test_input;
+  CLI::App* test = app.add_subcommand(
+      "test", "Run the config's pipelines offline on recorded readings and print the output records");
+  test->add_option("-c,--config", test_config, "Config file")->capture_default_str();
+  test->add_option("--input", test_input,
+                   "JSON lines: {\"topic\": ..., \"payload\": {...} or \"...\", \"arrival\": ms}")
+      ->required();
+
   SimulateOptions simulate_options;
   CLI::App* simulate = AddSimulateCommand(app, simulate_options);
 
@@ -122,6 +137,7 @@ int Main(int argc, char** argv) {
 
   if (run->parsed()) return Run(run_config, log_level);
   if (validate->parsed()) return Validate(validate_config);
+  if (test->parsed()) return RunOffline(test_config, test_input);
   if (simulate->parsed()) return RunSimulate(simulate_options);
   if (version->parsed()) return Version();
   std::cerr << app.help();

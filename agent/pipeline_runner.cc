@@ -1,51 +1,109 @@
 #include "agent/pipeline_runner.h"
 
+#include "operators/output.h"
+#include "platform/clock.h"
 #include "platform/log.h"
 
 namespace sluice::agent {
-namespace {
 
-// Routes one pipeline's outputs to the per-sink batches.
-class RoutingEmitter final : public operators::Emitter {
+// One pipeline's Emitter: envelopes to the pipeline's sinks, records on to
+// the pipelines that read this one, rejections to the dead-letter store.
+class PipelineRunner::Router final : public operators::Emitter {
  public:
-  RoutingEmitter(std::vector<std::vector<Envelope>>& per_sink, const std::vector<int>& sinks)
-      : per_sink_(per_sink), sinks_(sinks) {}
-  size_t emitted() const { return emitted_; }
+  Router(PipelineRunner& runner, PipelineRuntime& pipeline) : runner_(runner), p_(pipeline) {}
 
-  void Reject(const operators::Record&, std::string_view) override {}
+  void Emit(Envelope envelope, const operators::Record& record) override {
+    p_.counters.records_out.fetch_add(1, std::memory_order_relaxed);
+    auto& per_sink = runner_.per_sink_;
+    const std::vector<int>& sinks = p_.sinks;
+    for (size_t i = 0; i + 1 < sinks.size(); ++i) per_sink[sinks[i]].push_back(envelope);
+    if (!sinks.empty()) per_sink[sinks.back()].push_back(std::move(envelope));
+    for (int d : p_.downstream) runner_.Run(*runner_.pipelines_[d], record);
+  }
 
-  void Emit(Envelope envelope, const operators::Record&) override {
-    ++emitted_;
-    for (size_t i = 0; i + 1 < sinks_.size(); ++i) per_sink_[sinks_[i]].push_back(envelope);
-    if (!sinks_.empty()) per_sink_[sinks_.back()].push_back(std::move(envelope));
+  void Reject(const operators::Record& record, std::string_view reason) override {
+    DeadLetter letter;
+    letter.time_ms = ToEpochMillis(RealClock().WallNow());
+    letter.origin = "pipeline";
+    letter.name = p_.name;
+    letter.topic = record.topic;
+    letter.reason = std::string(reason);
+    letter.payload = operators::MakeReadingEnvelope({"", p_.name}, record).body;
+    if (Status s = runner_.dead_letters_.Put(letter); !s.ok()) {
+      runner_.dead_letter_log_.Log("pipeline '" + p_.name +
+                                   "': cannot write a dead letter: " + s.ToString());
+    }
   }
 
  private:
-  std::vector<std::vector<Envelope>>& per_sink_;
-  const std::vector<int>& sinks_;
-  size_t emitted_ = 0;
+  PipelineRunner& runner_;
+  PipelineRuntime& p_;
 };
 
-}  // namespace
-
 PipelineRunner::PipelineRunner(std::vector<std::unique_ptr<PipelineRuntime>> pipelines,
-                               std::vector<SinkQueue*> queues)
-    : pipelines_(std::move(pipelines)), queues_(std::move(queues)), per_sink_(queues_.size()) {}
+                               std::vector<SinkQueue*> queues, DeadLetterStore& dead_letters)
+    : dead_letters_(dead_letters),
+      pipelines_(std::move(pipelines)),
+      queues_(std::move(queues)),
+      per_sink_(queues_.size()) {
+  for (size_t i = 0; i < pipelines_.size(); ++i) {
+    int up = pipelines_[i]->upstream;
+    if (up >= 0) pipelines_[up]->downstream.push_back(static_cast<int>(i));
+  }
+}
+
+void PipelineRunner::Run(PipelineRuntime& p, const operators::Record& record) {
+  p.counters.records_in.fetch_add(1, std::memory_order_relaxed);
+  Router router(*this, p);
+  Status s = p.op->OnRecord(record, router);
+  if (!s.ok()) {
+    p.counters.errors.fetch_add(1, std::memory_order_relaxed);
+    error_log_.Log("pipeline '" + p.name + "': " + s.ToString());
+  }
+}
 
 Status PipelineRunner::Process(int source, const operators::Record& record) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return Status::Cancelled("pipelines are stopping");
   for (const auto& p : pipelines_) {
-    if (p->source != source) continue;
-    p->counters.records_in.fetch_add(1, std::memory_order_relaxed);
-    RoutingEmitter emitter(per_sink_, p->sinks);
-    Status s = p->op->OnRecord(record, emitter);
-    if (!s.ok()) {
-      p->counters.errors.fetch_add(1, std::memory_order_relaxed);
-      LogError("pipeline '", p->name, "': ", s.ToString());
-    }
-    p->counters.records_out.fetch_add(emitter.emitted(), std::memory_order_relaxed);
+    if (p->source == source) Run(*p, record);
   }
+  return AppendOutputs();
+}
+
+Status PipelineRunner::Tick(int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return Status::Cancelled("pipelines are stopping");
+  for (const auto& p : pipelines_) {
+    Router router(*this, *p);
+    if (Status s = p->op->OnTick(now_ms, router); !s.ok()) {
+      error_log_.Log("pipeline '" + p->name + "': " + s.ToString());
+    }
+  }
+  return AppendOutputs();
+}
+
+Status PipelineRunner::Flush() {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Upstream first: a window's last aggregates must reach the pipelines
+  // reading it before those close their own windows.
+  std::vector<bool> flushed(pipelines_.size(), false);
+  for (size_t done = 0; done < pipelines_.size();) {
+    size_t before = done;
+    for (size_t i = 0; i < pipelines_.size(); ++i) {
+      PipelineRuntime& p = *pipelines_[i];
+      if (flushed[i] || (p.upstream >= 0 && !flushed[p.upstream])) continue;
+      Router router(*this, p);
+      RETURN_IF_ERROR(p.op->OnWatermark(operators::kEndOfTime, router));
+      flushed[i] = true;
+      ++done;
+    }
+    if (done == before) return Status::Internal("pipelines read each other in a cycle");
+  }
+  return AppendOutputs();
+}
+
+Status PipelineRunner::AppendOutputs() {
   Status result;
   for (size_t i = 0; i < per_sink_.size(); ++i) {
     if (per_sink_[i].empty()) continue;

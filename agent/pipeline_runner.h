@@ -23,7 +23,9 @@
 
 #include "operators/operator.h"
 #include "operators/record.h"
+#include "platform/dead_letter.h"
 #include "platform/envelope.h"
+#include "platform/log.h"
 #include "platform/outbox.h"
 #include "platform/status.h"
 
@@ -35,24 +37,34 @@ struct PipelineCounters {
   std::atomic<uint64_t> errors{0};
 };
 
-// A pipeline as the runner runs it.
+// A pipeline as the runner runs it. It reads either a source or another
+// pipeline's outputs (chaining); config validation rules out cycles.
 struct PipelineRuntime {
   std::string name;
-  int source = -1;                      // index of the source it reads
+  int source = -1;                      // index of the source it reads, or -1
+  int upstream = -1;                    // index of the pipeline it reads, or -1
   std::unique_ptr<operators::Operator> op;
   std::vector<int> sinks;               // indices into the runner's queues
   PipelineCounters counters;
+  std::vector<int> downstream;          // filled by the runner
 };
 
 class PipelineRunner {
  public:
-  // `queues` are not owned and must outlive the runner.
+  // `queues` and `dead_letters` are not owned and must outlive the runner.
   PipelineRunner(std::vector<std::unique_ptr<PipelineRuntime>> pipelines,
-                 std::vector<SinkQueue*> queues);
+                 std::vector<SinkQueue*> queues, DeadLetterStore& dead_letters);
 
-  // Thread-safe. Runs the pipelines reading from `source` and queues their
-  // outputs; blocks while a sink's queue is full. kCancelled after Close().
+  // Thread-safe. Runs the pipelines reading from `source` (and those reading
+  // their outputs) and queues the outputs; blocks while a sink's queue is
+  // full. kCancelled after Close().
   Status Process(int source, const operators::Record& record);
+
+  // Processing time is `now_ms`: lets idle windows close. Thread-safe.
+  Status Tick(int64_t now_ms);
+
+  // End of input (`sluice test`): closes every open window, upstream first.
+  Status Flush();
 
   // Refuses further readings; waits for the one in progress.
   void Close();
@@ -60,11 +72,20 @@ class PipelineRunner {
   const std::vector<std::unique_ptr<PipelineRuntime>>& pipelines() const { return pipelines_; }
 
  private:
+  class Router;
+  // Runs `p` on one record; outputs collect in per_sink_.
+  void Run(PipelineRuntime& p, const operators::Record& record);
+  // Sends what the pipelines emitted to the sink queues.
+  Status AppendOutputs();
+
   std::mutex mu_;
   bool closed_ = false;
+  DeadLetterStore& dead_letters_;
   std::vector<std::unique_ptr<PipelineRuntime>> pipelines_;
   std::vector<SinkQueue*> queues_;
   std::vector<std::vector<Envelope>> per_sink_;  // reused: no allocation per reading
+  RateLimitedLog error_log_{LogLevel::kError, Millis(60000)};
+  RateLimitedLog dead_letter_log_{LogLevel::kError, Millis(60000)};
 };
 
 }  // namespace sluice::agent

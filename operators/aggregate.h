@@ -44,12 +44,17 @@ class Aggregator {
   std::string NewState() const;
   // Adds one record. Records missing a field, or holding a non-numeric value
   // in it, are skipped for the aggregates of that field (count() counts
-  // every record). first/last follow event time (ties: arrival order).
+  // every record); so are NaN and infinities. first/last follow event time
+  // (ties: arrival_ms, then the order of Add calls).
   void Add(std::string& state, const Record& record) const;
-  // Folds `other` into `state` (session windows that merge).
+  // Folds `other` into `state` (session windows that merge). The result is
+  // what adding other's records after state's would give: a value tied with
+  // one of state's on both event and arrival time ranks after it.
   void Merge(std::string& state, std::string_view other) const;
   // One field per spec, in spec order. An aggregate with no input is null
-  // (count() is 0); stddev is the population standard deviation.
+  // (count() is 0); stddev is the population standard deviation. A
+  // percentile is within 1% relative error of the sorted input at rank
+  // floor(q * (n - 1)) (sketch.h).
   std::vector<Field> Results(std::string_view state) const;
 
   // The fields the aggregates read (for decoding projections).

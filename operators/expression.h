@@ -18,9 +18,13 @@
 // Numbers compare as doubles; strings compare with strings (bytewise);
 // booleans only with == and !=.
 //
-// A field missing from the record, or a value of the wrong type, makes the
-// whole expression false (never a crash): Evaluate() says which, so the
-// caller can count it. Compiled once at config load; evaluation does not
+// A field missing from the record (or null), or a value of the wrong type,
+// is "unknown", as NULL is in SQL: `unknown || true` is true, `unknown &&
+// false` is false, and anything else that depends on it is unknown, which
+// Matches() treats as false and Evaluate() reports as kMissing or
+// kTypeError so the caller can count it; `!unknown` stays unknown. Never a
+// crash. Type errors visible in the text itself ('a' + 1, 5 && x) are
+// refused at compile time. Compiled once at config load; evaluation does not
 // allocate. Thread-compatible: const methods may run concurrently.
 #ifndef SLUICE_OPERATORS_EXPRESSION_H_
 #define SLUICE_OPERATORS_EXPRESSION_H_
@@ -31,6 +35,7 @@
 #include <string_view>
 #include <vector>
 
+#include "operators/operator.h"
 #include "operators/record.h"
 #include "platform/status.h"
 
@@ -64,6 +69,12 @@ class Expression {
   std::vector<std::string> fields_;
   std::shared_ptr<const Node> root_;  // immutable, so copies share it
 };
+
+// Passes records for which `where` is true on to `next`; counts the rest
+// (OperatorStats.filtered, .unmatched for missing/mistyped fields).
+// Snapshot/Restore/OnWatermark/OnTick/Stats delegate to next (Stats adds its
+// own counters).
+std::unique_ptr<Operator> NewFilter(Expression where, std::unique_ptr<Operator> next);
 
 }  // namespace sluice::operators
 

@@ -47,6 +47,13 @@ struct Record {
 // Appends `v` as JSON text.
 void AppendValueJson(std::string& out, const Value& v);
 
+// Snapshot encoding of values and field lists (operators/codec.h format).
+// Decoders return false on malformed input.
+void EncodeValue(std::string& out, const Value& v);
+bool DecodeValue(std::string_view& in, Value* v);
+void EncodeFields(std::string& out, const std::vector<Field>& fields);
+bool DecodeFields(std::string_view& in, std::vector<Field>* fields);
+
 }  // namespace sluice::operators
 
 #endif  // SLUICE_OPERATORS_RECORD_H_

@@ -109,6 +109,17 @@ mismatch:
   return false;
 }
 
+bool TopicMatchesFilter(std::string_view filter, std::string_view topic) {
+  std::vector<std::string_view> f = SplitLevels(filter);
+  std::vector<std::string_view> t = SplitLevels(topic);
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (f[i] == "#") return i + 1 == f.size();
+    if (i >= t.size()) return false;
+    if (f[i] != "+" && f[i] != t[i]) return false;
+  }
+  return f.size() == t.size();
+}
+
 std::vector<std::string> TopicPattern::CaptureNames() const {
   std::vector<std::string> names;
   for (const Level& l : levels_) {

@@ -38,6 +38,10 @@ class TopicPattern {
   std::vector<Level> levels_;
 };
 
+// MQTT subscription matching: does `topic` match `filter` ('+' one level,
+// a final '#' any number of levels, including none)?
+bool TopicMatchesFilter(std::string_view filter, std::string_view topic);
+
 }  // namespace sluice::operators
 
 #endif  // SLUICE_OPERATORS_TOPIC_PATTERN_H_

@@ -78,3 +78,15 @@ TEST_CASE("topic pattern syntax errors") {
   CHECK(TopicPattern::Parse("a/{x y}").status().message().find("must be a name") !=
         std::string::npos);
 }
+
+TEST_CASE("MQTT filter matching") {
+  using sluice::operators::TopicMatchesFilter;
+  CHECK(TopicMatchesFilter("sensors/+/+", "sensors/a/b"));
+  CHECK_FALSE(TopicMatchesFilter("sensors/+/+", "sensors/a"));
+  CHECK_FALSE(TopicMatchesFilter("sensors/+/+", "sensors/a/b/c"));
+  CHECK(TopicMatchesFilter("sensors/#", "sensors/a/b/c"));
+  CHECK(TopicMatchesFilter("sensors/#", "sensors"));
+  CHECK(TopicMatchesFilter("#", "anything/at/all"));
+  CHECK(TopicMatchesFilter("a/b", "a/b"));
+  CHECK_FALSE(TopicMatchesFilter("a/b", "a/c"));
+}
