@@ -34,8 +34,8 @@ done
 
 build/agent/sluice run -c config/examples/demo.yaml &
 pids+=($!)
-build/agent/sluice simulate --url tcp://127.0.0.1:18830 --devices 20 --rate 10 \
-  --anomaly-rate 0.01 2>.demo/simulate.log &
+build/agent/sluice simulate --url tcp://127.0.0.1:18830 --devices 20 --rate 20 \
+  --anomaly-rate 0.02 2>.demo/simulate.log &
 pids+=($!)
 echo "demo running: readings scroll below; Ctrl-C stops it" >&2
 wait "${pids[1]}"
