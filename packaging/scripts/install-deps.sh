@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
   libsqlite3-dev nlohmann-json3-dev libcli11-dev catch2 libyaml-cpp-dev
-  mosquitto mosquitto-clients openssl
+  libbenchmark-dev mosquitto mosquitto-clients openssl
 )
 
 missing=()
