@@ -32,7 +32,7 @@ struct OpenWindow {
 };
 
 struct KeyState {
-  std::string key_json;            // canonical key: the output's "key" object
+  const std::string* key_json = nullptr;  // the map's key: the output's "key" object
   std::vector<Field> key_fields;   // the group_by values, in group_by order
   std::vector<OpenWindow> windows;
   uint32_t heap_refs = 0;          // close-queue entries pointing here
@@ -49,7 +49,7 @@ struct Closing {
 struct LaterFirst {
   bool operator()(const Closing& a, const Closing& b) const {
     if (a.end != b.end) return a.end > b.end;
-    if (a.key != b.key) return a.key->key_json > b.key->key_json;
+    if (a.key != b.key) return *a.key->key_json > *b.key->key_json;
     return a.start > b.start;
   }
 };
@@ -109,7 +109,7 @@ class WindowOperator final : public Operator {
       if (!ks.windows.empty()) keys.push_back(&ks);
     }
     std::sort(keys.begin(), keys.end(),
-              [](const KeyState* a, const KeyState* b) { return a->key_json < b->key_json; });
+              [](const KeyState* a, const KeyState* b) { return *a->key_json < *b->key_json; });
     codec::PutVarint(out, keys.size());
     for (const KeyState* ks : keys) {
       EncodeFields(out, ks->key_fields);
@@ -137,7 +137,7 @@ class WindowOperator final : public Operator {
     s.state_bytes = 0;
     for (const auto& [k, ks] : keys_) {
       s.open_windows += ks.windows.size();
-      s.state_bytes += sizeof(KeyState) + k.capacity() + ks.key_json.capacity() +
+      s.state_bytes += sizeof(KeyState) + k.capacity() +
                        ks.key_fields.capacity() * sizeof(Field);
       for (const OpenWindow& w : ks.windows) s.state_bytes += sizeof(OpenWindow) + w.state.capacity();
     }
@@ -168,8 +168,9 @@ class WindowOperator final : public Operator {
   KeyState& KeyFor(const Record& record) {
     auto it = keys_.find(key_buffer_);
     if (it != keys_.end()) return it->second;
-    KeyState& ks = keys_[key_buffer_];
-    ks.key_json = key_buffer_;
+    auto [inserted, _] = keys_.try_emplace(key_buffer_);
+    KeyState& ks = inserted->second;
+    ks.key_json = &inserted->first;  // node-based map: the key never moves
     for (const std::string& name : spec_.group_by) {
       const Value* v = record.Find(name);
       ks.key_fields.push_back(Field{name, v ? *v : Value{}});
@@ -272,7 +273,7 @@ class WindowOperator final : public Operator {
         ks.windows.erase(w);
       }
       if (ks.windows.empty() && ks.heap_refs == 0) {
-        std::string key = std::move(ks.key_json);  // not a reference into the node erased
+        std::string key = *ks.key_json;  // not a reference into the node being erased
         keys_.erase(key);
       }
     }
@@ -281,10 +282,10 @@ class WindowOperator final : public Operator {
   void EmitWindow(const KeyState& ks, const OpenWindow& w, Emitter& out) {
     std::vector<Field> values = spec_.aggregator.Results(w.state);
     Envelope e;
-    e.id = context_.pipeline + ":" + HashHex(ks.key_json) + ":" + std::to_string(w.start);
-    e.key = ks.key_json;
+    e.id = context_.pipeline + ":" + HashHex(*ks.key_json) + ":" + std::to_string(w.start);
+    e.key = *ks.key_json;
     std::string& b = e.body;
-    b.reserve(160 + ks.key_json.size() + 24 * values.size());
+    b.reserve(160 + ks.key_json->size() + 24 * values.size());
     b += "{\"id\":";
     AppendJsonString(b, e.id);
     b += ",\"agent\":";
@@ -292,7 +293,7 @@ class WindowOperator final : public Operator {
     b += ",\"pipeline\":";
     AppendJsonString(b, context_.pipeline);
     b += ",\"kind\":\"aggregate\",\"key\":";
-    b += ks.key_json;
+    b += *ks.key_json;
     b += ",\"window\":{\"start\":";
     b += std::to_string(w.start);
     b += ",\"end\":";
