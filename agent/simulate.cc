@@ -95,7 +95,7 @@ std::string AsCliCheck(const Status& s) {
 class Publisher {
  public:
   Publisher(const SimulateOptions& options, SignalWaiter& signals)
-      : options_(options), signals_(signals) {}
+      : options_(options), signals_(signals), window_(options.qos == 2 ? kQos2Window : kWindow) {}
 
   Status Connect() {
     std::string client_id = options_.client_id;
@@ -106,7 +106,7 @@ class Publisher {
       // Paho counts publishes not yet written to the socket against this
       // limit even while connected (default 100): leave room for the window.
       mqtt::create_options create_options(MQTTVERSION_DEFAULT);
-      create_options.set_max_buffered_messages(static_cast<int>(2 * kWindow));
+      create_options.set_max_buffered_messages(static_cast<int>(2 * window_));
       // No persistence: a load generator has nothing worth keeping on disk.
       client_ =
           std::make_unique<mqtt::async_client>(options_.url, client_id, create_options, nullptr);
@@ -137,7 +137,7 @@ class Publisher {
   // connection is down, waits for it to come back. Returns kCancelled when a
   // stop signal arrived first.
   Status Publish(const mqtt::const_message_ptr& message) {
-    while (in_flight_.size() >= kWindow) {
+    while (in_flight_.size() >= window_) {
       if (!ReapOldest(Millis(50)) && PollStop(Millis(0))) return Status::Cancelled("stopped");
     }
     bool said_waiting = false;
@@ -201,6 +201,10 @@ class Publisher {
   // Keeps the window (and Paho's memory) bounded; ~1000 lets a loopback
   // broker run at full speed while the oldest ack is waited for.
   static constexpr size_t kWindow = 1000;
+  // Mosquitto takes at most max_inflight_messages (default 20) unfinished
+  // QoS 2 publishes from one client and drops the rest with "quota exceeded"
+  // (rc 151) — which an MQTT 3.1.1 publisher cannot see. Stay under it.
+  static constexpr size_t kQos2Window = 10;
   // A token can stay incomplete for good when the connection drops under
   // it (clean session: the broker forgets it); past this it is given up.
   static constexpr Millis kAckTimeout{60000};
@@ -229,6 +233,7 @@ class Publisher {
 
   const SimulateOptions& options_;
   SignalWaiter& signals_;
+  const size_t window_;  // publishes in flight at most
   std::atomic<bool> lost_{false};  // set and read on Paho's callback thread
   std::deque<InFlight> in_flight_;
   int stop_signals_ = 0;

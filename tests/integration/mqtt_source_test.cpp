@@ -559,5 +559,35 @@ TEST_CASE("simulate: seeded readings go through the agent", "[integration][simul
   CHECK(rig.StopAgent() == 0);
 }
 
+TEST_CASE("agent: subscriptions at QoS 0 and QoS 2 deliver every reading", "[integration][mqtt]") {
+  for (int qos : {0, 2}) {
+    INFO("qos " << qos);
+    constexpr int64_t kCount = 500;
+    Rig rig;
+    ConfigOptions options;
+    options.qos = qos;
+    rig.WriteConfig(options);
+    rig.StartAgent();
+    std::vector<TestMessage> messages;
+    for (int64_t n = 0; n < kCount; ++n)
+      messages.push_back({TopicFor(n), TestPublisher::NumberedPayload(n)});
+    TestPublisher pub(rig.broker().url());
+    pub.PublishAll(messages, qos);
+    SinkReader sink(rig.sink_path());
+    const auto all = Range(0, kCount);
+    bool arrived = WaitUntil(
+        [&] {
+          sink.Poll();
+          return sink.HasAll(all);
+        },
+        kPatience);
+    INFO(Preview(sink.Missing(all)) << "\nagent log:\n" << rig.AgentLog());
+    REQUIRE(arrived);
+    REQUIRE(rig.StopAgent() == 0);
+    sink.Poll();
+    CHECK(sink.records().size() == static_cast<size_t>(kCount));
+  }
+}
+
 }  // namespace
 }  // namespace sluice::testing
