@@ -4,6 +4,7 @@
 #include <mutex>
 #include <thread>
 
+#include "agent/buffer_cli.h"
 #include "agent/mqtt_source.h"
 #include "agent/pipeline_factory.h"
 #include "agent/pipeline_runner.h"
@@ -12,14 +13,20 @@
 #include "platform/dead_letter.h"
 #include "platform/fs.h"
 #include "platform/log.h"
-#include "platform/outbox.h"
+#include "platform/store.h"
 #include "sinks/delivery.h"
 
 namespace sluice::agent {
 namespace {
 
-// Records a sink may hold in memory before the pipelines wait for it.
-constexpr size_t kSinkQueueRecords = 10000;
+OverflowPolicy ToPolicy(config::Overflow overflow) {
+  switch (overflow) {
+    case config::Overflow::kDropOldest: return OverflowPolicy::kDropOldest;
+    case config::Overflow::kDropNewest: return OverflowPolicy::kDropNewest;
+    case config::Overflow::kBlock: return OverflowPolicy::kBlock;
+  }
+  return OverflowPolicy::kDropOldest;
+}
 
 }  // namespace
 
@@ -32,16 +39,22 @@ class Agent::Impl {
     ASSIGN_OR_RETURN(dead_letters_,
                      OpenDeadLetterFile(config_.agent.data_dir + "/dead-letter.jsonl"));
 
-    std::vector<SinkQueue*> queue_ptrs;
+    StoreOptions store_options;
+    for (const config::SinkConfig& sc : config_.sinks) {
+      // One database: the strictest durability any sink asks for.
+      if (sc.buffer.sync == config::SyncLevel::kFull) store_options.durability = Durability::kFull;
+    }
+    ASSIGN_OR_RETURN(store_, Store::Open(StorePath(config_.agent.data_dir), store_options, clock_));
     for (const config::SinkConfig& sc : config_.sinks) {
       ASSIGN_OR_RETURN(auto sink, registry.Create(sc));
       auto slot = std::make_unique<SinkSlot>();
       slot->name = sc.name;
       slot->sink = std::move(sink);
-      slot->queue = NewMemoryQueue(kSinkQueueRecords, clock_);
+      ASSIGN_OR_RETURN(int index,
+                       store_->AddQueue(sc.name, {sc.buffer.max_size, ToPolicy(sc.buffer.overflow)}));
+      slot->queue = store_->queue(index);
       slot->loop = std::make_unique<sinks::DeliveryLoop>(sc.name, *slot->sink, *slot->queue,
                                                           *dead_letters_, clock_);
-      queue_ptrs.push_back(slot->queue.get());
       sinks_.push_back(std::move(slot));
     }
 
@@ -57,8 +70,8 @@ class Agent::Impl {
       for (const std::string& to : pc.to) p->sinks.push_back(SinkIndex(to));
       pipelines.push_back(std::move(p));
     }
-    pipelines_ = std::make_unique<PipelineRunner>(std::move(pipelines), std::move(queue_ptrs),
-                                                  *dead_letters_);
+    pipelines_ = std::make_unique<PipelineRunner>(std::move(pipelines), *store_, *dead_letters_,
+                                                  clock_);
 
     for (size_t i = 0; i < config_.sources.size(); ++i) {
       const config::SourceConfig& sc = config_.sources[i];
@@ -98,14 +111,13 @@ class Agent::Impl {
     size_t left = 0;
     for (auto& slot : sinks_) {
       if (slot->thread.joinable()) slot->thread.join();
-      slot->queue->Close();
       size_t n = slot->queue->size();
       if (n > 0) {
-        LogWarn("sink '", slot->name, "': ", n, " record(s) not delivered within the grace period of ",
-                config_.agent.shutdown_grace.count(), " ms");
+        LogInfo("sink '", slot->name, "': ", n, " record(s) still queued on disk for the next start");
       }
       left += n;
     }
+    store_->Close();
     LogInfo("stopped", left == 0 ? "; every record delivered" : "");
   }
 
@@ -113,7 +125,7 @@ class Agent::Impl {
   struct SinkSlot {
     std::string name;
     std::unique_ptr<sinks::Sink> sink;
-    std::unique_ptr<SinkQueue> queue;
+    SinkQueue* queue = nullptr;  // owned by the store
     std::unique_ptr<sinks::DeliveryLoop> loop;
     std::thread thread;
   };
@@ -155,6 +167,7 @@ class Agent::Impl {
   const config::Config config_;
   const Clock& clock_;
   std::unique_ptr<DeadLetterStore> dead_letters_;
+  std::unique_ptr<Store> store_;  // before the sinks and pipelines that use it
   std::vector<std::unique_ptr<SinkSlot>> sinks_;
   std::unique_ptr<PipelineRunner> pipelines_;
   std::vector<std::unique_ptr<MqttSource>> sources_;

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "agent/agent.h"
+#include "agent/buffer_cli.h"
 #include "agent/offline.h"
 #include "agent/pipeline_factory.h"
 #include "agent/simulate.h"
@@ -123,6 +124,24 @@ int Main(int argc, char** argv) {
                    "JSON lines: {\"topic\": ..., \"payload\": {...} or \"...\", \"arrival\": ms}")
       ->required();
 
+  BufferCommand buffer_command;
+  CLI::App* buffer = app.add_subcommand(
+      "buffer", "Inspect or empty the outbox (stats and peek work while the agent runs)");
+  buffer->require_subcommand(1);
+  for (const char* action : {"stats", "peek", "purge"}) {
+    std::string help = std::string(action) == "stats"  ? "Queued records, bytes, oldest age and counters per sink"
+                       : std::string(action) == "peek" ? "Print the oldest queued records of each sink"
+                                                       : "Delete queued records (the agent must be stopped)";
+    CLI::App* sub = buffer->add_subcommand(action, help);
+    sub->add_option("--data-dir", buffer_command.data_dir, "The agent's agent.data_dir")
+        ->capture_default_str();
+    sub->add_option("--sink", buffer_command.sink, "Only this sink");
+    if (std::string(action) == "peek") {
+      sub->add_option("--limit", buffer_command.limit, "Records per sink")->capture_default_str();
+    }
+    sub->callback([&buffer_command, action] { buffer_command.action = action; });
+  }
+
   SimulateOptions simulate_options;
   CLI::App* simulate = AddSimulateCommand(app, simulate_options);
 
@@ -138,6 +157,7 @@ int Main(int argc, char** argv) {
   if (run->parsed()) return Run(run_config, log_level);
   if (validate->parsed()) return Validate(validate_config);
   if (test->parsed()) return RunOffline(test_config, test_input);
+  if (buffer->parsed()) return RunBuffer(buffer_command);
   if (simulate->parsed()) return RunSimulate(simulate_options);
   if (version->parsed()) return Version();
   std::cerr << app.help();

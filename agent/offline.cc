@@ -10,7 +10,7 @@
 #include "config/loader.h"
 #include "operators/topic_pattern.h"
 #include "platform/dead_letter.h"
-#include "platform/outbox.h"
+#include "platform/store.h"
 
 namespace sluice::agent {
 namespace {
@@ -61,9 +61,13 @@ int RunOffline(const std::string& config_path, const std::string& input_path) {
   std::ifstream in(input_path);
   if (!in) return Fail(input_path + ": cannot open the input file");
 
-  // Everything goes to one in-memory queue, printed after each reading: one
-  // line per output record whatever the pipeline's sinks.
-  auto queue = NewMemoryQueue(SIZE_MAX);
+  // Everything goes to one queue of an in-memory store, printed after each
+  // reading: one line per output record whatever the pipeline's sinks.
+  auto store = Store::Open(":memory:", StoreOptions{});
+  if (!store.ok()) return Fail(std::string(store.status().message()));
+  auto out_index = (*store)->AddQueue("out", QueueOptions{0, OverflowPolicy::kBlock});
+  if (!out_index.ok()) return Fail(std::string(out_index.status().message()));
+  SinkQueue* queue = (*store)->queue(*out_index);
   auto dead_letters = OpenDeadLetterFile("/dev/stderr");
   if (!dead_letters.ok()) return Fail(std::string(dead_letters.status().message()));
 
@@ -80,10 +84,10 @@ int RunOffline(const std::string& config_path, const std::string& input_path) {
       if (config->pipelines[i].name == pc.from) p->upstream = static_cast<int>(i);
     }
     p->op = std::move(built->op);
-    if (!pc.to.empty()) p->sinks = {0};
+    if (!pc.to.empty()) p->sinks = {*out_index};
     pipelines.push_back(std::move(p));
   }
-  PipelineRunner runner(std::move(pipelines), {queue.get()}, **dead_letters);
+  PipelineRunner runner(std::move(pipelines), **store, **dead_letters);
 
   std::vector<operators::JsonDecoder> decoders;
   for (const config::SourceConfig& s : config->sources) {

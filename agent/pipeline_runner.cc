@@ -14,7 +14,7 @@ class PipelineRunner::Router final : public operators::Emitter {
 
   void Emit(Envelope envelope, const operators::Record& record) override {
     p_.counters.records_out.fetch_add(1, std::memory_order_relaxed);
-    auto& per_sink = runner_.per_sink_;
+    auto& per_sink = runner_.commit_.outputs;
     const std::vector<int>& sinks = p_.sinks;
     for (size_t i = 0; i + 1 < sinks.size(); ++i) per_sink[sinks[i]].push_back(envelope);
     if (!sinks.empty()) per_sink[sinks.back()].push_back(std::move(envelope));
@@ -41,11 +41,9 @@ class PipelineRunner::Router final : public operators::Emitter {
 };
 
 PipelineRunner::PipelineRunner(std::vector<std::unique_ptr<PipelineRuntime>> pipelines,
-                               std::vector<SinkQueue*> queues, DeadLetterStore& dead_letters)
-    : dead_letters_(dead_letters),
-      pipelines_(std::move(pipelines)),
-      queues_(std::move(queues)),
-      per_sink_(queues_.size()) {
+                               Store& store, DeadLetterStore& dead_letters, const Clock& clock)
+    : store_(store), dead_letters_(dead_letters), clock_(clock), pipelines_(std::move(pipelines)) {
+  commit_.outputs.resize(store_.queue_count());
   for (size_t i = 0; i < pipelines_.size(); ++i) {
     int up = pipelines_[i]->upstream;
     if (up >= 0) pipelines_[up]->downstream.push_back(static_cast<int>(i));
@@ -68,7 +66,7 @@ Status PipelineRunner::Process(int source, const operators::Record& record) {
   for (const auto& p : pipelines_) {
     if (p->source == source) Run(*p, record);
   }
-  return AppendOutputs();
+  return CommitOutputs();
 }
 
 Status PipelineRunner::Tick(int64_t now_ms) {
@@ -80,7 +78,7 @@ Status PipelineRunner::Tick(int64_t now_ms) {
       error_log_.Log("pipeline '" + p->name + "': " + s.ToString());
     }
   }
-  return AppendOutputs();
+  return CommitOutputs();
 }
 
 Status PipelineRunner::Flush() {
@@ -100,22 +98,43 @@ Status PipelineRunner::Flush() {
     }
     if (done == before) return Status::Internal("pipelines read each other in a cycle");
   }
-  return AppendOutputs();
+  return CommitOutputs();
 }
 
-Status PipelineRunner::AppendOutputs() {
-  Status result;
-  for (size_t i = 0; i < per_sink_.size(); ++i) {
-    if (per_sink_[i].empty()) continue;
-    // Blocks while the sink's queue is full: the backpressure path.
-    Status s = queues_[i]->Append(std::move(per_sink_[i]));
-    per_sink_[i].clear();
-    if (!s.ok() && result.ok()) result = s;
+Status PipelineRunner::CommitOutputs() {
+  bool any = !commit_.journal.empty();
+  for (const auto& out : commit_.outputs) any = any || !out.empty();
+  if (!any) return Status::Ok();
+  Millis backoff(50);
+  while (true) {
+    Status s = store_.Write(commit_);
+    if (s.ok()) break;
+    if (!IsTransient(s) || closing_.load()) {
+      // Not retryable, or stopping: the reading is not acknowledged (the
+      // caller holds the ack) and the broker sends it again.
+      commit_log_.Log("cannot commit outputs: " + s.ToString());
+      for (auto& out : commit_.outputs) out.clear();
+      commit_.journal.clear();
+      return s;
+    }
+    // Disk full or an I/O error: hold the reading (and the broker's ack)
+    // and try again until there is room.
+    commit_log_.Log("cannot commit outputs, holding intake and retrying: " + s.ToString());
+    std::unique_lock<std::mutex> lock(retry_mu_);
+    clock_.WaitUntil(lock, retry_wake_, clock_.Now() + backoff);
+    backoff = std::min(Millis(5000), backoff * 2);
   }
-  return result;
+  for (auto& out : commit_.outputs) out.clear();
+  commit_.journal.clear();
+  return Status::Ok();
 }
 
 void PipelineRunner::Close() {
+  {
+    std::lock_guard<std::mutex> lock(retry_mu_);
+    closing_ = true;
+    retry_wake_.notify_all();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
 }

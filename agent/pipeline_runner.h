@@ -1,20 +1,21 @@
 // PipelineRunner: runs every pipeline on the thread of the source that
-// delivered the reading.
+// delivered the reading, and commits the outputs before it returns.
 //
 // Paho acknowledges a QoS 1/2 message when the message callback returns, and
 // delivers the next one only then, so per-reading latency is the ingest
 // ceiling: handing readings to another thread would add two context switches
 // to every one of them. The callback therefore runs the pipelines itself,
-// under one mutex (uncontended with a single source), and appends the
-// outputs to the sinks' queues before it returns. When a sink's queue is
-// full, Append blocks, the callback does not return, and the broker stops
-// sending: backpressure, never a drop. With the durable outbox the same
-// call commits before returning, which is what "acknowledge after commit"
-// needs.
+// under one mutex (uncontended with a single source), and writes the outputs
+// to the store's outbox in one committed transaction before it returns:
+// acknowledge after commit. When the commit cannot happen (disk full, I/O
+// error) it retries until it can, holding the ack; at a sink's cap the
+// store applies the sink's overflow policy (with `block`, the write waits and
+// the broker stops sending: backpressure).
 #ifndef SLUICE_AGENT_PIPELINE_RUNNER_H_
 #define SLUICE_AGENT_PIPELINE_RUNNER_H_
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -26,7 +27,7 @@
 #include "platform/dead_letter.h"
 #include "platform/envelope.h"
 #include "platform/log.h"
-#include "platform/outbox.h"
+#include "platform/store.h"
 #include "platform/status.h"
 
 namespace sluice::agent {
@@ -51,9 +52,10 @@ struct PipelineRuntime {
 
 class PipelineRunner {
  public:
-  // `queues` and `dead_letters` are not owned and must outlive the runner.
-  PipelineRunner(std::vector<std::unique_ptr<PipelineRuntime>> pipelines,
-                 std::vector<SinkQueue*> queues, DeadLetterStore& dead_letters);
+  // `store` and `dead_letters` are not owned and must outlive the runner; a
+  // pipeline's `sinks` are the store's queue indices.
+  PipelineRunner(std::vector<std::unique_ptr<PipelineRuntime>> pipelines, Store& store,
+                 DeadLetterStore& dead_letters, const Clock& clock = RealClock());
 
   // Thread-safe. Runs the pipelines reading from `source` (and those reading
   // their outputs) and queues the outputs; blocks while a sink's queue is
@@ -66,24 +68,32 @@ class PipelineRunner {
   // End of input (`sluice test`): closes every open window, upstream first.
   Status Flush();
 
-  // Refuses further readings; waits for the one in progress.
+  // Refuses further readings; waits for the one in progress (a commit being
+  // retried gives up).
   void Close();
 
   const std::vector<std::unique_ptr<PipelineRuntime>>& pipelines() const { return pipelines_; }
 
  private:
   class Router;
-  // Runs `p` on one record; outputs collect in per_sink_.
+  // Runs `p` on one record; outputs collect in commit_.
   void Run(PipelineRuntime& p, const operators::Record& record);
-  // Sends what the pipelines emitted to the sink queues.
-  Status AppendOutputs();
+  // Commits what the pipelines emitted, retrying transient failures until
+  // it succeeds or the runner closes.
+  Status CommitOutputs();
 
   std::mutex mu_;
   bool closed_ = false;
+  Store& store_;
   DeadLetterStore& dead_letters_;
+  const Clock& clock_;
+  // Close() flags this and wakes a commit retry that holds mu_.
+  std::atomic<bool> closing_{false};
+  std::mutex retry_mu_;
+  std::condition_variable retry_wake_;
   std::vector<std::unique_ptr<PipelineRuntime>> pipelines_;
-  std::vector<SinkQueue*> queues_;
-  std::vector<std::vector<Envelope>> per_sink_;  // reused: no allocation per reading
+  Commit commit_;  // reused: outputs per sink queue, no allocation per reading
+  RateLimitedLog commit_log_{LogLevel::kError, Millis(60000)};
   RateLimitedLog error_log_{LogLevel::kError, Millis(60000)};
   RateLimitedLog dead_letter_log_{LogLevel::kError, Millis(60000)};
 };

@@ -1,0 +1,80 @@
+#include "agent/buffer_cli.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "platform/store.h"
+
+namespace sluice::agent {
+
+std::string StorePath(const std::string& data_dir) { return data_dir + "/sluice.db"; }
+
+int RunBuffer(const BufferCommand& command) {
+  const std::string path = StorePath(command.data_dir);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    std::cerr << "no outbox at " << path << " (is --data-dir the agent's agent.data_dir?)\n";
+    return 1;
+  }
+  StoreOptions options;
+  options.read_only = command.action != "purge";
+  auto store = Store::Open(path, options);
+  if (!store.ok()) {
+    std::cerr << path << ": " << store.status().message() << "\n";
+    return 1;
+  }
+  if (command.action == "purge") {
+    auto purged = (*store)->Purge(command.sink);
+    if (!purged.ok()) {
+      std::cerr << path << ": " << purged.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "purged " << *purged << " record(s)"
+              << (command.sink.empty() ? "" : " of sink '" + command.sink + "'") << "\n";
+    return 0;
+  }
+  auto stats = (*store)->Stats();
+  if (!stats.ok()) {
+    std::cerr << path << ": " << stats.status().message() << "\n";
+    return 1;
+  }
+  bool found = command.sink.empty();
+  if (command.action == "stats") {
+    std::printf("%-20s %10s %12s %15s %10s %10s %9s %9s\n", "sink", "records", "bytes",
+                "oldest (ms)", "appended", "delivered", "drop-old", "drop-new");
+  }
+  for (const QueueStats& q : *stats) {
+    if (!command.sink.empty() && q.sink != command.sink) continue;
+    found = true;
+    if (command.action == "stats") {
+      std::printf("%-20s %10llu %12llu %15lld %10llu %10llu %9llu %9llu\n", q.sink.c_str(),
+                  static_cast<unsigned long long>(q.records), static_cast<unsigned long long>(q.bytes),
+                  static_cast<long long>(q.oldest_ms), static_cast<unsigned long long>(q.appended),
+                  static_cast<unsigned long long>(q.delivered),
+                  static_cast<unsigned long long>(q.dropped_oldest),
+                  static_cast<unsigned long long>(q.dropped_newest));
+      continue;
+    }
+    // peek: the oldest records of this sink, as the sink would send them.
+    auto index = (*store)->AddQueue(q.sink, QueueOptions{});
+    if (!index.ok()) {
+      std::cerr << q.sink << ": " << index.status().message() << "\n";
+      return 1;
+    }
+    auto records = (*store)->queue(*index)->Peek(command.limit, Millis(0));
+    if (!records.ok()) {
+      std::cerr << q.sink << ": " << records.status().message() << "\n";
+      return 1;
+    }
+    for (const QueuedEnvelope& r : *records) std::cout << q.sink << "\t" << r.envelope.body << "\n";
+  }
+  if (!found) {
+    std::cerr << "no sink '" << command.sink << "' in " << path << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace sluice::agent

@@ -1,0 +1,1500 @@
+// Store on SQLite (see platform/store.h).
+//
+// One connection, guarded by db_mu_: every statement is prepared once and
+// cached. A second mutex, mu_, guards what waiters look at (the figures, the
+// closed flags, the room generation), so size() and the wait predicates never
+// wait for an fsync. Lock order: db_mu_ before mu_; nobody waits on a
+// condition variable while holding db_mu_.
+//
+// Schema (version 1):
+//   meta(key TEXT PRIMARY KEY, value)       schema_version, checkpoint_journal_seq,
+//                                           checkpoint_saved_ms
+//   queues(id INTEGER PRIMARY KEY, sink TEXT UNIQUE, records, bytes, appended,
+//          delivered, dropped_oldest, dropped_newest, purged, last_seq)
+//   outbox_<queues.id>(seq INTEGER PRIMARY KEY, id, key, body BLOB, created_ms)
+//                                           one table per queue: Peek, Remove and
+//                                           eviction are rowid ranges, no index
+//   journal(seq INTEGER PRIMARY KEY, source, topic, payload BLOB, arrival_ms)
+//   checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB)
+// Sequence numbers are assigned here, never reused once a table has been
+// emptied (a delivery loop's Remove(seq) and a checkpoint's journal_seq must
+// never cover rows written later): a queue's next seq is above queues.last_seq,
+// updated in the same transaction as its rows; the journal's is above both its
+// newest row and the checkpoint's journal_seq (the only rows ever deleted).
+// Thus a single-record commit writes 3 pages: the queue's last leaf, the
+// queues row, and the journal's leaf when it has an entry.
+//
+// Per queue, always: records = appended - delivered - dropped_oldest - purged,
+// and bytes is the sum of the queued bodies' lengths.
+//
+// Behaviour the interface leaves open:
+// - Caps count body bytes. The global cap leaves each queue what the others
+//   do not hold. drop_newest skips each record that does not fit (a later,
+//   smaller one may); drop_oldest deletes the queue's oldest rows, then, if
+//   the batch alone is too big, its own first records (counted appended and
+//   dropped_oldest); block waits for a Remove/Purge, but an empty queue takes
+//   any batch, so a batch above the cap cannot wait forever.
+// - Remove() on a full disk: the records count as delivered at once (Peek
+//   skips them, size() and Stats() leave them out) and Remove returns OK; the
+//   delete is retried by the next Peek/Remove/Write of the queue, and after a
+//   crash before that they are delivered again (same ids).
+// - "<path>.reserve" holds back disk space (1/8 of the file system, at most
+//   16 MiB), released when a delete of delivered records hits a full disk and
+//   re-created once the space is back, so a store that filled its own disk
+//   recovers by delivering. "<path>.lock" holds the writer's PID and flock.
+// - After Close(): Write/Append return kCancelled; Peek (without waiting),
+//   Remove, Stats, SaveCheckpoint and Purge keep working.
+// - Read-only: reads the writer's last commit on each call; Peek never waits.
+// - LastJournalSeq() is the highest sequence number given out, also when the
+//   checkpoint has trimmed that entry.
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "platform/log.h"
+#include "platform/store.h"
+
+namespace sluice {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+constexpr int kBusyTimeoutMs = 5000;
+// One Peek returns at most this much, whatever `max` asks: memory stays flat
+// however long the backlog is.
+constexpr size_t kPeekMaxRows = 4096;
+constexpr uint64_t kPeekMaxBytes = 8ull << 20;
+// Rows read per page while evicting the oldest records or reading the journal.
+constexpr int kPageRows = 256;
+// Rows deleted per transaction when a large delete is pending.
+constexpr int kDeleteChunkRows = 1024;
+// A WAL checkpoint that completes resets the -wal file; above this size it is
+// also truncated back to it.
+constexpr int64_t kJournalSizeLimit = 16ll << 20;
+constexpr Millis kTroubleLogInterval = std::chrono::minutes(1);
+// Disk space kept back in "<path>.reserve" so that delivered records can be
+// deleted on a full disk (a delete needs WAL space too): 1/8 of the file
+// system, between these bounds. The WAL is checkpointed every quarter of it,
+// so releasing the reserve always lets a checkpoint complete.
+constexpr uint64_t kMaxReserveBytes = 16ull << 20;
+constexpr uint64_t kMinReserveBytes = 64ull << 10;
+constexpr Millis kReserveRetryInterval = std::chrono::seconds(10);
+constexpr Millis kMaxWait = std::chrono::hours(24 * 365);
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS queues(
+  id INTEGER PRIMARY KEY,
+  sink TEXT NOT NULL UNIQUE,
+  records INTEGER NOT NULL DEFAULT 0,
+  bytes INTEGER NOT NULL DEFAULT 0,
+  appended INTEGER NOT NULL DEFAULT 0,
+  delivered INTEGER NOT NULL DEFAULT 0,
+  dropped_oldest INTEGER NOT NULL DEFAULT 0,
+  dropped_newest INTEGER NOT NULL DEFAULT 0,
+  purged INTEGER NOT NULL DEFAULT 0,
+  last_seq INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS journal(
+  seq INTEGER PRIMARY KEY,
+  source TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  arrival_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
+INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 1);
+)sql";
+
+// One queue's table; `id` is an integer from the queues table.
+std::string OutboxTable(int64_t id) { return "outbox_" + std::to_string(id); }
+
+std::string OutboxDdl(int64_t id) {
+  return "CREATE TABLE IF NOT EXISTS " + OutboxTable(id) +
+         "(seq INTEGER PRIMARY KEY, id TEXT NOT NULL, key TEXT NOT NULL, body BLOB NOT NULL, "
+         "created_ms INTEGER NOT NULL)";
+}
+
+bool IsCorruption(int rc) {
+  int primary = rc & 0xff;
+  return primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB;
+}
+
+StatusCode CodeFor(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+      return StatusCode::kResourceExhausted;
+    case SQLITE_IOERR:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_PROTOCOL:
+      return StatusCode::kUnavailable;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return StatusCode::kDataLoss;
+    case SQLITE_READONLY:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+      return StatusCode::kFailedPrecondition;
+    case SQLITE_TOOBIG:
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISMATCH:
+      return StatusCode::kInvalidArgument;
+    default:
+      return StatusCode::kInternal;
+  }
+}
+
+// A prepared statement kept for the life of the connection.
+class Stmt {
+ public:
+  Stmt() = default;
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  ~Stmt() { Finalize(); }
+  int Prepare(sqlite3* db, const char* sql) {
+    Finalize();
+    return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt_, nullptr);
+  }
+  void Finalize() {
+    sqlite3_finalize(stmt_);
+    stmt_ = nullptr;
+  }
+  sqlite3_stmt* get() const { return stmt_; }
+
+ private:
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// One use of a cached statement: bind, step, read columns; resets it when
+// it goes out of scope. Bind failures surface from the first Step().
+class Query {
+ public:
+  explicit Query(const Stmt& s) : s_(s.get()) {}
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+  ~Query() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  Query& Int(int i, int64_t v) { return Check(sqlite3_bind_int64(s_, i, v)); }
+  Query& U64(int i, uint64_t v) {
+    return Int(i, static_cast<int64_t>(std::min<uint64_t>(v, std::numeric_limits<int64_t>::max())));
+  }
+  Query& Text(int i, std::string_view v) {
+    return Check(sqlite3_bind_text64(s_, i, v.data(), v.size(), SQLITE_STATIC, SQLITE_UTF8));
+  }
+  Query& Blob(int i, std::string_view v) {
+    return Check(v.empty() ? sqlite3_bind_zeroblob(s_, i, 0)
+                           : sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_STATIC));
+  }
+  int Step() { return bind_rc_ != SQLITE_OK ? bind_rc_ : sqlite3_step(s_); }
+  int64_t ColInt(int c) const { return sqlite3_column_int64(s_, c); }
+  uint64_t ColU64(int c) const { return static_cast<uint64_t>(std::max<int64_t>(0, ColInt(c))); }
+  std::string ColBytes(int c) const {
+    const void* p = sqlite3_column_blob(s_, c);
+    int n = sqlite3_column_bytes(s_, c);
+    return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
+  }
+
+ private:
+  Query& Check(int rc) {
+    if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+    return *this;
+  }
+  sqlite3_stmt* s_;
+  int bind_rc_ = SQLITE_OK;
+};
+
+struct Counters {
+  uint64_t records = 0;
+  uint64_t bytes = 0;
+  uint64_t appended = 0;
+  uint64_t delivered = 0;
+  uint64_t dropped_oldest = 0;
+  uint64_t dropped_newest = 0;
+  uint64_t purged = 0;
+};
+
+class SqliteStore;
+class QueueView;
+
+// Everything known about one sink's queue. Fields written only with both
+// db_mu_ and mu_ held, so either lock is enough to read them; `options`,
+// `index` and `view` are set under db_mu_ + mu_ too.
+struct QueueState {
+  int64_t id = 0;
+  std::string sink;
+  QueueOptions options;
+  int index = -1;  // position in queues_; -1 while not declared by AddQueue
+  Counters c;      // == its row in `queues` (committed)
+  uint64_t next_seq = 1;  // db_mu_ only
+  // Statements on its table; db_mu_ only.
+  Stmt insert, peek, oldest_page, count_through, delete_through, oldest_ms;
+  // Delivered records whose delete could not be committed (disk full): Peek
+  // skips seq <= removed_through; the delete is retried by the next Peek,
+  // Remove or Write of this queue. After a crash they are delivered again.
+  uint64_t removed_through = 0;
+  uint64_t pending_records = 0;
+  uint64_t pending_bytes = 0;
+  bool closed = false;
+  std::condition_variable rows_cv;  // with mu_: rows arrived or closed
+  std::unique_ptr<QueueView> view;
+
+  uint64_t visible() const { return c.records - std::min(c.records, pending_records); }
+};
+
+class QueueView final : public SinkQueue {
+ public:
+  QueueView(SqliteStore& store, QueueState& q) : store_(store), q_(q) {}
+  Status Append(std::vector<Envelope> batch) override;
+  StatusOr<std::vector<QueuedEnvelope>> Peek(size_t max, Millis wait) override;
+  Status Remove(uint64_t through_seq) override;
+  void Close() override;
+  size_t size() const override;
+
+ private:
+  SqliteStore& store_;
+  QueueState& q_;
+};
+
+class SqliteStore final : public Store {
+ public:
+  SqliteStore(std::string path, StoreOptions options, const Clock& clock)
+      : path_(std::move(path)),
+        options_(options),
+        clock_(clock),
+        memory_(path_ == ":memory:"),
+        trouble_log_(LogLevel::kError, kTroubleLogInterval, clock),
+        reserve_path_(path_ + ".reserve") {}
+
+  ~SqliteStore() override {
+    Close();
+    CloseDb();
+    if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
+  }
+
+  Status Init();
+
+  StatusOr<int> AddQueue(const std::string& sink, QueueOptions options) override;
+  size_t queue_count() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return queues_.size();
+  }
+  SinkQueue* queue(int index) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (index < 0 || static_cast<size_t>(index) >= queues_.size()) return nullptr;
+    return queues_[index]->view.get();
+  }
+  Status Write(Commit& commit) override;
+  StatusOr<uint64_t> LastJournalSeq() override;
+  Status ReadJournal(uint64_t after,
+                     const std::function<Status(uint64_t, const JournalEntry&)>& fn) override;
+  Status SaveCheckpoint(const std::map<std::string, std::string>& snapshots,
+                        uint64_t journal_seq) override;
+  StatusOr<std::optional<Checkpoint>> LoadCheckpoint() override;
+  StatusOr<std::vector<QueueStats>> Stats() override;
+  StatusOr<uint64_t> Purge(const std::string& sink) override;
+  void Close() override;
+
+  // SinkQueue views.
+  StatusOr<std::vector<QueuedEnvelope>> PeekQueue(QueueState& q, size_t max, Millis wait);
+  Status RemoveFromQueue(QueueState& q, uint64_t through_seq);
+  void CloseQueue(QueueState& q);
+  size_t QueueSize(QueueState& q);
+
+ private:
+  // --- opening ---
+  Status AcquireLock();
+  // Opens the connection and checks it. *corrupt tells a damaged file apart
+  // from a failure to open it (full disk, permissions) that must not cost data.
+  Status OpenDb(bool* corrupt, std::string* reason);
+  Status Quarantine(const std::string& reason);
+  Status PrepareStatements();
+  Status LoadQueues();
+  Status PrepareQueue(QueueState& q, uint64_t last_seq);
+  // Read-only: picks up queues the writer added since (db_mu_ held).
+  Status LoadNewQueues();
+  void CloseDb();
+  StatusOr<std::vector<std::string>> Strings(const char* sql, int* rc_out) {
+    return Strings(db_, sql, rc_out);
+  }
+  StatusOr<std::vector<std::string>> Strings(sqlite3* db, const char* sql, int* rc_out);
+  // Checks an existing file on a read-only connection of its own: closing it
+  // never checkpoints or deletes a -wal we may have to keep as evidence.
+  Status Probe(bool* corrupt, std::string* reason);
+  // --- the disk-space reserve ---
+  void SetUpReserve();
+  void CreateReserve();
+  bool ReleaseReserve();     // db_mu_ held; true when space was given back
+  void MaybeRestoreReserve();  // db_mu_ held
+
+  // --- helpers, db_mu_ held ---
+  Status Sql(int rc, std::string_view what) const { return Sql(db_, rc, what); }
+  Status Sql(sqlite3* db, int rc, std::string_view what) const;
+  Status Exec(const Stmt& s, std::string_view what);
+  Status InTransaction(std::string_view what, const std::function<Status()>& body);
+  Status UpdateQueueRow(const QueueState& q, const Counters& c, uint64_t last_seq);
+  Status CountThrough(const QueueState& q, uint64_t through, uint64_t* n, uint64_t* bytes);
+  Status DeleteThrough(const QueueState& q, uint64_t through);
+  Status EvictOldest(const QueueState& q, uint64_t need, Counters& c);
+  Status WriteOnce(const Commit& commit, bool* blocked);
+  Status DeleteDelivered(QueueState& q, uint64_t through);
+  void NoteFailure(const Status& s);
+  void NoteSuccess();
+  Status ReadOnlyError() const {
+    return Status::FailedPrecondition("store " + path_ + " is open read-only");
+  }
+
+  const std::string path_;
+  const StoreOptions options_;
+  const Clock& clock_;
+  const bool memory_;
+  RateLimitedLog trouble_log_;
+  int lock_fd_ = -1;
+  const std::string reserve_path_;
+  uint64_t reserve_bytes_ = 0;  // 0: no reserve (in memory, read-only)
+  bool reserve_present_ = false;   // guarded by db_mu_
+  SteadyTime reserve_tried_{};     // guarded by db_mu_
+
+  std::mutex db_mu_;  // the connection, its statements, the transaction
+  sqlite3* db_ = nullptr;
+  bool failing_ = false;  // last write-side transaction failed (for the "again" line)
+  Stmt begin_, commit_, rollback_;
+  Stmt insert_journal_, update_queue_, insert_queue_, select_queues_;
+  Stmt queue_records_, read_journal_, journal_high_;
+  uint64_t next_journal_seq_ = 1;
+  Stmt delete_checkpoints_, insert_checkpoint_, select_checkpoints_, trim_journal_;
+  Stmt set_meta_, get_meta_;
+
+  mutable std::mutex mu_;  // see QueueState; and:
+  std::map<std::string, std::unique_ptr<QueueState>> by_sink_;  // every queue in the file
+  std::vector<QueueState*> queues_;                              // declared, by index
+  uint64_t total_bytes_ = 0;  // sum of bytes over every queue (committed)
+  uint64_t room_gen_ = 0;     // bumped whenever records leave a queue
+  std::condition_variable room_cv_;
+  bool closed_ = false;
+};
+
+// ---------------------------------------------------------------- opening
+
+Status SqliteStore::Init() {
+  if (memory_ && options_.read_only) {
+    return Status::InvalidArgument("an in-memory store cannot be opened read-only");
+  }
+  if (options_.read_only) {
+    struct stat st;
+    if (::stat(path_.c_str(), &st) != 0) {
+      return Status::NotFound("store " + path_ + ": " + std::strerror(errno));
+    }
+  } else if (!memory_) {
+    RETURN_IF_ERROR(AcquireLock());
+  }
+  bool corrupt = false;
+  std::string reason;
+  Status s;
+  if (!options_.read_only && !memory_) {
+    s = Probe(&corrupt, &reason);
+    if (!s.ok() && !corrupt) return s;  // e.g. an I/O error: not a reason to move data aside
+  }
+  if (!corrupt) s = OpenDb(&corrupt, &reason);
+  if (corrupt && !options_.read_only && !memory_) {
+    CloseDb();
+    RETURN_IF_ERROR(Quarantine(reason));
+    s = OpenDb(&corrupt, &reason);
+  }
+  if (!s.ok()) {
+    CloseDb();
+    return s;
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::AcquireLock() {
+  const std::string lock_path = path_ + ".lock";
+  size_t slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path_.substr(0, std::max<size_t>(slash, 1));
+  int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    int err = errno;
+    std::string msg = "cannot open lock file " + lock_path + ": " + std::strerror(err);
+    if (err == EACCES || err == EPERM) return Status::PermissionDenied(msg);
+    if (err == ENOENT || err == ENOTDIR || err == EROFS) return Status::FailedPrecondition(msg);
+    return Status::Unavailable(msg);
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    if (err != EWOULDBLOCK) {
+      ::close(fd);
+      return Status::Unavailable("cannot lock " + lock_path + ": " + std::strerror(err));
+    }
+    char buf[32] = {};
+    ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+    ::close(fd);
+    long pid = n > 0 ? std::strtol(buf, nullptr, 10) : 0;
+    return Status::FailedPrecondition(
+        "data directory " + dir + " is in use by another sluice (" +
+        (pid > 0 ? "pid " + std::to_string(pid) : std::string("pid unknown")) + "; lock file " +
+        lock_path + ")");
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 ||
+      ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    // The lock holds without the PID; only the message to a second agent suffers.
+    LogWarn("store: cannot write our PID into ", lock_path, ": ", std::strerror(errno));
+  }
+  lock_fd_ = fd;
+  return Status::Ok();
+}
+
+StatusOr<std::vector<std::string>> SqliteStore::Strings(sqlite3* db, const char* sql,
+                                                        int* rc_out) {
+  *rc_out = SQLITE_OK;
+  Stmt s;
+  int rc = s.Prepare(db, sql);
+  if (rc != SQLITE_OK) {
+    *rc_out = rc;
+    return Sql(db, rc, sql);
+  }
+  std::vector<std::string> out;
+  Query q(s);
+  while ((rc = q.Step()) == SQLITE_ROW) out.push_back(q.ColBytes(0));
+  if (rc != SQLITE_DONE) {
+    *rc_out = rc;
+    return Sql(db, rc, sql);
+  }
+  return out;
+}
+
+Status SqliteStore::Probe(bool* corrupt, std::string* reason) {
+  *corrupt = false;
+  struct stat st;
+  if (::stat(path_.c_str(), &st) != 0 || st.st_size == 0) return Status::Ok();  // new
+  sqlite3* db = nullptr;
+  int rc = sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  Status result;
+  if (rc != SQLITE_OK) {
+    result = Sql(db, rc, "opening to check");
+    if (IsCorruption(rc)) {
+      *corrupt = true;
+      *reason = std::string(result.message());
+    }
+  } else {
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, kBusyTimeoutMs);
+    int code = SQLITE_OK;
+    auto check = Strings(db, "PRAGMA quick_check", &code);
+    if (!check.ok()) {
+      result = check.status();
+      if (IsCorruption(code)) {
+        *corrupt = true;
+        *reason = std::string(result.message());
+      }
+    } else if (check->empty() || (*check)[0] != "ok") {
+      *corrupt = true;
+      *reason = "integrity check failed: " + (check->empty() ? std::string("no result") : (*check)[0]);
+      result = Status::DataLoss("store " + path_ + ": " + *reason);
+    }
+  }
+  sqlite3_close_v2(db);
+  return result;
+}
+
+Status SqliteStore::OpenDb(bool* corrupt, std::string* reason) {
+  *corrupt = false;
+  int flags = options_.read_only ? SQLITE_OPEN_READONLY
+                                 : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  flags |= SQLITE_OPEN_NOMUTEX;  // db_mu_ serializes every use
+  int rc = sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr);
+  if (rc != SQLITE_OK) {
+    Status s = db_ ? Sql(rc, "opening") : Status(CodeFor(rc), "store " + path_ + ": opening: " +
+                                                                  sqlite3_errstr(rc));
+    return s;
+  }
+  sqlite3_extended_result_codes(db_, 1);
+  sqlite3_busy_timeout(db_, kBusyTimeoutMs);
+
+  // Returns the failure, noting whether it says the file is damaged.
+  auto failed = [&](int code, const Status& s) {
+    if (IsCorruption(code)) {
+      *corrupt = true;
+      *reason = std::string(s.message());
+    }
+    return s;
+  };
+  int code = SQLITE_OK;
+  if (!options_.read_only) {
+    auto mode = Strings("PRAGMA journal_mode=WAL", &code);
+    if (!mode.ok()) return failed(code, mode.status());
+    if (!memory_ && (mode->empty() || (*mode)[0] != "wal")) {
+      return Status::FailedPrecondition("store " + path_ + ": cannot switch to WAL mode (got '" +
+                                        (mode->empty() ? std::string() : (*mode)[0]) + "')");
+    }
+    std::string pragmas =
+        std::string("PRAGMA synchronous=") +
+        (options_.durability == Durability::kFull ? "FULL" : "NORMAL") +
+        "; PRAGMA journal_size_limit=" + std::to_string(kJournalSizeLimit) + ";";
+    if (options_.max_db_bytes > 0) {
+      auto page = Strings("PRAGMA page_size", &code);
+      if (!page.ok()) return failed(code, page.status());
+      uint64_t page_size = page->empty() ? 4096 : std::max(512ull, std::stoull((*page)[0]));
+      pragmas += " PRAGMA max_page_count=" +
+                 std::to_string(std::max<uint64_t>(1, options_.max_db_bytes / page_size)) + ";";
+    }
+    char* err = nullptr;
+    rc = sqlite3_exec(db_, pragmas.c_str(), nullptr, nullptr, &err);
+    sqlite3_free(err);
+    if (rc != SQLITE_OK) return failed(rc, Sql(rc, "setting pragmas"));
+    std::string schema = std::string("BEGIN IMMEDIATE;") + kSchema + "COMMIT;";
+    rc = sqlite3_exec(db_, schema.c_str(), nullptr, nullptr, &err);
+    sqlite3_free(err);
+    if (rc != SQLITE_OK) {
+      Status s = Sql(rc, "creating the schema");
+      if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return failed(rc, s);
+    }
+    if (!memory_) SetUpReserve();
+  }
+  auto version = Strings("SELECT value FROM meta WHERE key='schema_version'", &code);
+  if (!version.ok()) {
+    if (options_.read_only && !IsCorruption(code)) {
+      return Status::FailedPrecondition("store " + path_ + " is not a sluice store (" +
+                                        std::string(version.status().message()) + ")");
+    }
+    return failed(code, version.status());
+  }
+  int v = version->empty() ? 0 : std::atoi((*version)[0].c_str());
+  if (v > kSchemaVersion) {
+    return Status::FailedPrecondition("store " + path_ + " has schema version " +
+                                      std::to_string(v) + ", written by a newer sluice (this one reads " +
+                                      std::to_string(kSchemaVersion) + ")");
+  }
+  RETURN_IF_ERROR(PrepareStatements());
+  Status s = LoadQueues();
+  if (!s.ok()) return failed(s.code() == StatusCode::kDataLoss ? SQLITE_CORRUPT : SQLITE_ERROR, s);
+  return Status::Ok();
+}
+
+Status SqliteStore::Quarantine(const std::string& reason) {
+  const std::string dest = path_ + ".corrupt-" + std::to_string(ToEpochMillis(clock_.WallNow()));
+  for (const char* suffix : {"", "-wal", "-journal", "-shm"}) {
+    std::string from = path_ + suffix;
+    std::string to = dest + suffix;
+    struct stat st;
+    if (::stat(from.c_str(), &st) != 0) continue;
+    // The -shm is an index rebuilt from the -wal: nothing to keep. An empty
+    // -wal or -journal holds nothing either.
+    if (*suffix != '\0' && (st.st_size == 0 || std::string_view(suffix) == "-shm")) {
+      ::unlink(from.c_str());
+      continue;
+    }
+    if (::rename(from.c_str(), to.c_str()) != 0 && *suffix == '\0') {
+      return Status::Unavailable("store " + path_ + " is damaged (" + reason +
+                                 ") and cannot be moved aside to " + dest + ": " +
+                                 std::strerror(errno));
+    }
+  }
+  LogError("store ", path_, " is damaged (", reason, "): moved it aside to ", dest,
+           " and starting with an EMPTY store; records queued and state kept in it are not used. "
+           "Keep the file for inspection (sqlite3 ", dest, " '.recover').");
+  return Status::Ok();
+}
+
+Status SqliteStore::PrepareStatements() {
+  struct Item {
+    Stmt* stmt;
+    const char* sql;
+  };
+  const Item items[] = {
+      {&begin_, "BEGIN IMMEDIATE"},
+      {&commit_, "COMMIT"},
+      {&rollback_, "ROLLBACK"},
+      {&insert_journal_,
+       "INSERT INTO journal(seq, source, topic, payload, arrival_ms) VALUES(?1, ?2, ?3, ?4, ?5)"},
+      {&update_queue_,
+       "UPDATE queues SET records=?2, bytes=?3, appended=?4, delivered=?5, dropped_oldest=?6, "
+       "dropped_newest=?7, purged=?8, last_seq=max(last_seq, ?9) WHERE id=?1"},
+      {&insert_queue_, "INSERT INTO queues(sink) VALUES(?1)"},
+      {&select_queues_,
+       "SELECT id, sink, records, bytes, appended, delivered, dropped_oldest, dropped_newest, "
+       "purged, last_seq FROM queues ORDER BY id"},
+      {&queue_records_, "SELECT records FROM queues WHERE id=?1"},
+      {&read_journal_,
+       "SELECT seq, source, topic, payload, arrival_ms FROM journal WHERE seq>?1 ORDER BY seq "
+       "LIMIT ?2"},
+      {&journal_high_,
+       "SELECT max(ifnull((SELECT max(seq) FROM journal), 0), "
+       "ifnull((SELECT value FROM meta WHERE key='checkpoint_journal_seq'), 0))"},
+      {&delete_checkpoints_, "DELETE FROM checkpoints"},
+      {&insert_checkpoint_, "INSERT INTO checkpoints(pipeline, snapshot) VALUES(?1, ?2)"},
+      {&select_checkpoints_, "SELECT pipeline, snapshot FROM checkpoints"},
+      {&trim_journal_, "DELETE FROM journal WHERE seq<=?1"},
+      {&set_meta_,
+       "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+       "ON CONFLICT(key) DO UPDATE SET value=excluded.value"},
+      {&get_meta_, "SELECT value FROM meta WHERE key=?1"},
+  };
+  for (const Item& item : items) {
+    int rc = item.stmt->Prepare(db_, item.sql);
+    if (rc != SQLITE_OK) return Sql(rc, std::string("preparing \"") + item.sql + "\"");
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::LoadQueues() {
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    by_sink_.clear();
+    total_bytes_ = 0;
+  }
+  RETURN_IF_ERROR(LoadNewQueues());
+  Query high(journal_high_);
+  int rc = high.Step();
+  if (rc != SQLITE_ROW) return Sql(rc, "reading the journal sequence");
+  next_journal_seq_ = high.ColU64(0) + 1;
+  return Status::Ok();
+}
+
+Status SqliteStore::LoadNewQueues() {
+  std::vector<std::pair<std::unique_ptr<QueueState>, uint64_t>> fresh;
+  {
+    Query q(select_queues_);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      std::string sink = q.ColBytes(1);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (by_sink_.count(sink) != 0) continue;
+      }
+      auto state = std::make_unique<QueueState>();
+      state->id = q.ColInt(0);
+      state->sink = std::move(sink);
+      state->c = {q.ColU64(2), q.ColU64(3), q.ColU64(4), q.ColU64(5),
+                  q.ColU64(6), q.ColU64(7), q.ColU64(8)};
+      fresh.push_back({std::move(state), q.ColU64(9)});
+    }
+    if (rc != SQLITE_DONE) return Sql(rc, "reading the queues");
+  }
+  for (auto& [state, last_seq] : fresh) {
+    RETURN_IF_ERROR(PrepareQueue(*state, last_seq));
+    std::lock_guard<std::mutex> lock(mu_);
+    total_bytes_ += state->c.bytes;
+    by_sink_[state->sink] = std::move(state);
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::PrepareQueue(QueueState& q, uint64_t last_seq) {
+  const std::string t = OutboxTable(q.id);
+  if (!options_.read_only) {  // normally there already
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_, OutboxDdl(q.id).c_str(), nullptr, nullptr, &err);
+    sqlite3_free(err);
+    if (rc != SQLITE_OK) return Sql(rc, "creating " + t);
+  }
+  struct Item {
+    Stmt* stmt;
+    std::string sql;
+  };
+  const Item items[] = {
+      {&q.insert, "INSERT INTO " + t + "(seq, id, key, body, created_ms) VALUES(?1, ?2, ?3, ?4, ?5)"},
+      {&q.peek, "SELECT seq, id, key, body FROM " + t + " WHERE seq>?1 ORDER BY seq LIMIT ?2"},
+      {&q.oldest_page, "SELECT seq, length(body) FROM " + t + " WHERE seq>?1 ORDER BY seq LIMIT ?2"},
+      {&q.count_through,
+       "SELECT count(*), ifnull(sum(length(body)), 0) FROM " + t + " WHERE seq<=?1"},
+      {&q.delete_through, "DELETE FROM " + t + " WHERE seq<=?1"},
+      {&q.oldest_ms, "SELECT created_ms FROM " + t + " WHERE seq>?1 ORDER BY seq LIMIT 1"},
+  };
+  for (const Item& item : items) {
+    int rc = item.stmt->Prepare(db_, item.sql.c_str());
+    if (rc != SQLITE_OK) return Sql(rc, "preparing \"" + item.sql + "\"");
+  }
+  int code = SQLITE_OK;
+  auto max_seq = Strings(("SELECT ifnull(max(seq), 0) FROM " + t).c_str(), &code);
+  if (!max_seq.ok()) return max_seq.status();
+  uint64_t newest = max_seq->empty() ? 0 : std::strtoull((*max_seq)[0].c_str(), nullptr, 10);
+  q.next_seq = std::max(newest, last_seq) + 1;
+  return Status::Ok();
+}
+
+void SqliteStore::CloseDb() {
+  for (Stmt* s : {&begin_, &commit_, &rollback_, &insert_journal_, &update_queue_,
+                  &insert_queue_, &select_queues_, &queue_records_, &read_journal_,
+                  &journal_high_, &delete_checkpoints_, &insert_checkpoint_,
+                  &select_checkpoints_, &trim_journal_, &set_meta_, &get_meta_}) {
+    s->Finalize();
+  }
+  for (auto& [sink, q] : by_sink_) {
+    for (Stmt* s : {&q->insert, &q->peek, &q->oldest_page, &q->count_through,
+                    &q->delete_through, &q->oldest_ms}) {
+      s->Finalize();
+    }
+  }
+  if (db_ != nullptr) {
+    sqlite3_close_v2(db_);  // checkpoints the WAL and removes it when it can
+    db_ = nullptr;
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+Status SqliteStore::Sql(sqlite3* db, int rc, std::string_view what) const {
+  std::string msg = "store " + path_ + ": " + std::string(what) + ": ";
+  const char* detail = db ? sqlite3_errmsg(db) : nullptr;
+  msg += detail ? detail : sqlite3_errstr(rc);
+  msg += " (SQLite code " + std::to_string(rc) + ")";
+  return Status(CodeFor(rc), msg);
+}
+
+Status SqliteStore::Exec(const Stmt& s, std::string_view what) {
+  Query q(s);
+  int rc = q.Step();
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Sql(rc, what);
+  return Status::Ok();
+}
+
+Status SqliteStore::InTransaction(std::string_view what,
+                                  const std::function<Status()>& body) {
+  Status s = Exec(begin_, what);
+  if (s.ok()) s = body();
+  if (s.ok()) s = Exec(commit_, what);
+  // SQLite may have rolled back by itself (SQLITE_FULL at COMMIT does).
+  if (!s.ok() && !sqlite3_get_autocommit(db_)) {
+    Query q(rollback_);
+    (void)q.Step();
+  }
+  return s;
+}
+
+Status SqliteStore::UpdateQueueRow(const QueueState& qs, const Counters& c, uint64_t last_seq) {
+  Query q(update_queue_);
+  q.Int(1, qs.id).U64(9, last_seq).U64(2, c.records).U64(3, c.bytes).U64(4, c.appended).U64(5, c.delivered)
+      .U64(6, c.dropped_oldest).U64(7, c.dropped_newest).U64(8, c.purged);
+  int rc = q.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Sql(rc, "updating queue figures");
+}
+
+Status SqliteStore::CountThrough(const QueueState& q, uint64_t through, uint64_t* n,
+                                 uint64_t* bytes) {
+  Query query(q.count_through);
+  query.U64(1, through);
+  int rc = query.Step();
+  if (rc != SQLITE_ROW) return Sql(rc, "counting delivered records");
+  *n = query.ColU64(0);
+  *bytes = query.ColU64(1);
+  return Status::Ok();
+}
+
+Status SqliteStore::DeleteThrough(const QueueState& q, uint64_t through) {
+  Query query(q.delete_through);
+  query.U64(1, through);
+  int rc = query.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Sql(rc, "deleting records");
+}
+
+// Deletes the oldest records of `q` until at least `need` body bytes are
+// freed or the queue is empty; counts them as dropped_oldest in `c`.
+Status SqliteStore::EvictOldest(const QueueState& q, uint64_t need, Counters& c) {
+  uint64_t freed = 0, n = 0, through = 0;
+  while (freed < need) {
+    Query page(q.oldest_page);
+    page.U64(1, through).Int(2, kPageRows);
+    int rc = SQLITE_DONE;
+    int rows = 0;
+    while (freed < need && (rc = page.Step()) == SQLITE_ROW) {
+      ++rows;
+      through = page.ColU64(0);
+      freed += page.ColU64(1);
+      ++n;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Sql(rc, "finding the oldest records");
+    if (rows == 0) break;  // queue empty
+  }
+  if (n == 0) return Status::Ok();
+  RETURN_IF_ERROR(DeleteThrough(q, through));
+  c.records -= std::min(c.records, n);
+  c.bytes -= std::min(c.bytes, freed);
+  c.dropped_oldest += n;
+  return Status::Ok();
+}
+
+void SqliteStore::SetUpReserve() {
+  size_t slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path_.substr(0, std::max<size_t>(slash, 1));
+  struct statvfs vfs;
+  uint64_t fs_bytes = ::statvfs(dir.c_str(), &vfs) == 0
+                          ? static_cast<uint64_t>(vfs.f_blocks) * vfs.f_frsize
+                          : kMaxReserveBytes * 8;
+  reserve_bytes_ = std::clamp(fs_bytes / 8, kMinReserveBytes, kMaxReserveBytes);
+  int code = SQLITE_OK;
+  auto page = Strings("PRAGMA page_size", &code);
+  uint64_t page_size = page.ok() && !page->empty() ? std::max(512ull, std::stoull((*page)[0])) : 4096;
+  uint64_t pages = std::clamp<uint64_t>(reserve_bytes_ / page_size / 4, 16, 1000);
+  std::string pragma = "PRAGMA wal_autocheckpoint=" + std::to_string(pages);
+  sqlite3_exec(db_, pragma.c_str(), nullptr, nullptr, nullptr);
+  reserve_tried_ = clock_.Now();
+  CreateReserve();
+}
+
+void SqliteStore::CreateReserve() {
+  int fd = ::open(reserve_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return;
+  struct stat st;
+  bool ok = ::fstat(fd, &st) == 0 && static_cast<uint64_t>(st.st_size) >= reserve_bytes_ &&
+            static_cast<uint64_t>(st.st_blocks) * 512 >= reserve_bytes_;
+  if (!ok) ok = ::posix_fallocate(fd, 0, static_cast<off_t>(reserve_bytes_)) == 0;
+  ::close(fd);
+  if (!ok) ::unlink(reserve_path_.c_str());  // no room: run without, retry later
+  reserve_present_ = ok;
+}
+
+bool SqliteStore::ReleaseReserve() {
+  if (!reserve_present_) return false;
+  ::unlink(reserve_path_.c_str());
+  reserve_present_ = false;
+  reserve_tried_ = clock_.Now();
+  LogWarn("store ", path_, ": disk full; released the ", reserve_bytes_ >> 10, " KiB reserve (",
+          reserve_path_, ") so that delivered records can still be deleted");
+  // Moves the WAL into the database and gives its space back.
+  sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+  return true;
+}
+
+void SqliteStore::MaybeRestoreReserve() {
+  if (reserve_bytes_ == 0 || reserve_present_) return;
+  SteadyTime now = clock_.Now();
+  if (now - reserve_tried_ < kReserveRetryInterval) return;
+  reserve_tried_ = now;
+  struct statvfs vfs;
+  size_t slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path_.substr(0, std::max<size_t>(slash, 1));
+  if (::statvfs(dir.c_str(), &vfs) != 0) return;
+  if (static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize < 4 * reserve_bytes_) return;
+  CreateReserve();
+}
+
+void SqliteStore::NoteFailure(const Status& s) {
+  failing_ = true;
+  trouble_log_.Log(s.ToString());
+}
+
+void SqliteStore::NoteSuccess() {
+  MaybeRestoreReserve();
+  if (failing_) {
+    failing_ = false;
+    LogInfo("store ", path_, ": the database accepts writes again");
+  }
+}
+
+// ---------------------------------------------------------------- queues
+
+StatusOr<int> SqliteStore::AddQueue(const std::string& sink, QueueOptions options) {
+  if (sink.empty()) return Status::InvalidArgument("a queue needs a sink name");
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  QueueState* state = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_sink_.find(sink);
+    if (it != by_sink_.end()) state = it->second.get();
+  }
+  if (state == nullptr && options_.read_only) {  // added by the writer since we opened?
+    RETURN_IF_ERROR(LoadNewQueues());
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_sink_.find(sink);
+    if (it == by_sink_.end()) {
+      return Status::NotFound("store " + path_ + " has no queue for sink '" + sink + "'");
+    }
+    state = it->second.get();
+  }
+  if (state == nullptr) {
+    auto fresh = std::make_unique<QueueState>();
+    fresh->sink = sink;
+    Status s = InTransaction("adding the queue of sink '" + sink + "'", [&]() -> Status {
+      Query q(insert_queue_);
+      q.Text(1, sink);
+      int rc = q.Step();
+      if (rc != SQLITE_DONE) return Sql(rc, "adding the queue of sink '" + sink + "'");
+      fresh->id = sqlite3_last_insert_rowid(db_);
+      char* err = nullptr;
+      rc = sqlite3_exec(db_, OutboxDdl(fresh->id).c_str(), nullptr, nullptr, &err);
+      sqlite3_free(err);
+      return rc == SQLITE_OK ? Status::Ok() : Sql(rc, "creating " + OutboxTable(fresh->id));
+    });
+    if (!s.ok()) return s;
+    RETURN_IF_ERROR(PrepareQueue(*fresh, 0));
+    state = fresh.get();
+    std::lock_guard<std::mutex> lock(mu_);
+    by_sink_[sink] = std::move(fresh);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  state->options = options;
+  if (state->index < 0) {
+    state->index = static_cast<int>(queues_.size());
+    state->view = std::make_unique<QueueView>(*this, *state);
+    queues_.push_back(state);
+  }
+  return state->index;
+}
+
+Status SqliteStore::Write(Commit& commit) {
+  if (options_.read_only) return ReadOnlyError();
+  if (commit.journal.empty() &&
+      std::all_of(commit.outputs.begin(), commit.outputs.end(),
+                  [](const std::vector<Envelope>& v) { return v.empty(); })) {
+    return Status::Ok();
+  }
+  std::unique_lock<std::mutex> db_lock(db_mu_);
+  if (commit.outputs.size() > queues_.size()) {
+    return Status::InvalidArgument("commit has outputs for " + std::to_string(commit.outputs.size()) +
+                                   " queues, the store declares " + std::to_string(queues_.size()));
+  }
+  // True when the store or a queue this commit writes to is closed; mu_ held.
+  auto closed = [&]() -> const QueueState* {
+    for (size_t i = 0; i < commit.outputs.size(); ++i) {
+      if (!commit.outputs[i].empty() && queues_[i]->closed) return queues_[i];
+    }
+    return nullptr;
+  };
+  while (true) {
+    uint64_t gen;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return Status::Cancelled("store " + path_ + " is closed");
+      if (const QueueState* q = closed()) {
+        return Status::Cancelled("queue of sink '" + q->sink + "' is closed");
+      }
+      gen = room_gen_;
+    }
+    bool blocked = false;
+    Status s = WriteOnce(commit, &blocked);
+    if (!blocked) {
+      if (s.ok()) {
+        NoteSuccess();
+      } else {
+        NoteFailure(s);
+      }
+      return s;
+    }
+    // A block-policy queue is full: wait, outside any transaction, for the
+    // delivery loop (Remove) or a Purge to make room.
+    db_lock.unlock();
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      room_cv_.wait(lock, [&] { return room_gen_ != gen || closed_ || closed() != nullptr; });
+    }
+    db_lock.lock();
+  }
+}
+
+Status SqliteStore::WriteOnce(const Commit& commit, bool* blocked) {
+  const int64_t now_ms = ToEpochMillis(clock_.WallNow());
+  struct Change {
+    QueueState* q;
+    Counters c;
+    uint64_t next_seq;
+    bool inserted;
+    bool flushed_pending;
+  };
+  std::vector<Change> changes;
+  uint64_t total = total_bytes_;
+  uint64_t journal_seq = next_journal_seq_;
+  Status s = InTransaction("writing a commit", [&]() -> Status {
+    for (const JournalEntry& j : commit.journal) {
+      Query q(insert_journal_);
+      q.U64(1, journal_seq++).Text(2, j.source).Text(3, j.topic).Blob(4, j.payload)
+          .Int(5, j.arrival_ms);
+      int rc = q.Step();
+      if (rc != SQLITE_DONE) return Sql(rc, "writing the journal");
+    }
+    for (size_t i = 0; i < commit.outputs.size(); ++i) {
+      const std::vector<Envelope>& batch = commit.outputs[i];
+      if (batch.empty()) continue;
+      QueueState& q = *queues_[i];
+      Change change{&q, q.c, q.next_seq, false, false};
+      Counters& c = change.c;
+      const uint64_t others = total - c.bytes;  // what every other queue holds
+      if (q.pending_records > 0) {  // delivered, delete not yet committed
+        uint64_t n = 0, b = 0;
+        RETURN_IF_ERROR(CountThrough(q, q.removed_through, &n, &b));
+        RETURN_IF_ERROR(DeleteThrough(q, q.removed_through));
+        c.records -= std::min(c.records, n);
+        c.bytes -= std::min(c.bytes, b);
+        c.delivered += n;
+        change.flushed_pending = true;
+      }
+
+      // What this queue may hold now: its own cap, and what the other queues
+      // leave of the global one.
+      uint64_t cap = q.options.max_bytes > 0 ? q.options.max_bytes
+                                             : std::numeric_limits<uint64_t>::max();
+      if (options_.max_total_bytes > 0) {
+        cap = std::min(cap, options_.max_total_bytes > others ? options_.max_total_bytes - others : 0);
+      }
+      uint64_t batch_bytes = 0;
+      for (const Envelope& e : batch) batch_bytes += e.body.size();
+
+      size_t first = 0;  // records before it are dropped as oldest
+      std::vector<bool> skip;  // drop_newest: left out
+      switch (q.options.overflow) {
+        case OverflowPolicy::kBlock:
+          // An empty queue takes any batch, so a batch above the cap cannot
+          // wait forever.
+          if (c.bytes > 0 && c.bytes + batch_bytes > cap) {
+            *blocked = true;
+            return Status(StatusCode::kAborted, "queue of sink '" + q.sink + "' is full");
+          }
+          break;
+        case OverflowPolicy::kDropNewest: {
+          skip.assign(batch.size(), false);
+          uint64_t room = cap > c.bytes ? cap - c.bytes : 0;
+          for (size_t k = 0; k < batch.size(); ++k) {
+            if (batch[k].body.size() <= room) {
+              room -= batch[k].body.size();
+            } else {
+              skip[k] = true;
+              ++c.dropped_newest;
+            }
+          }
+          break;
+        }
+        case OverflowPolicy::kDropOldest: {
+          if (c.bytes + batch_bytes > cap) {
+            RETURN_IF_ERROR(EvictOldest(q, c.bytes + batch_bytes - cap, c));
+            // Still too much: the batch alone exceeds the cap; its own
+            // oldest records go (counted as appended and dropped).
+            uint64_t left = batch_bytes;
+            while (first < batch.size() && c.bytes + left > cap) {
+              left -= batch[first].body.size();
+              ++first;
+              ++c.appended;
+              ++c.dropped_oldest;
+            }
+          }
+          break;
+        }
+      }
+      for (size_t k = first; k < batch.size(); ++k) {
+        if (!skip.empty() && skip[k]) continue;
+        const Envelope& e = batch[k];
+        Query ins(q.insert);
+        ins.U64(1, change.next_seq).Text(2, e.id).Text(3, e.key).Blob(4, e.body).Int(5, now_ms);
+        int rc = ins.Step();
+        if (rc != SQLITE_DONE) return Sql(rc, "queueing records for sink '" + q.sink + "'");
+        ++change.next_seq;
+        ++c.records;
+        ++c.appended;
+        c.bytes += e.body.size();
+        change.inserted = true;
+      }
+      total = others + c.bytes;
+      RETURN_IF_ERROR(UpdateQueueRow(q, c, change.next_seq - 1));
+      changes.push_back(change);
+    }
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
+
+  next_journal_seq_ = journal_seq;
+  std::lock_guard<std::mutex> lock(mu_);
+  bool room = false;
+  for (Change& ch : changes) {
+    total_bytes_ = total_bytes_ - ch.q->c.bytes + ch.c.bytes;
+    ch.q->c = ch.c;
+    ch.q->next_seq = ch.next_seq;
+    if (ch.flushed_pending) {
+      ch.q->pending_records = 0;
+      ch.q->pending_bytes = 0;
+      room = true;
+    }
+    if (ch.inserted) ch.q->rows_cv.notify_all();
+  }
+  if (room) {
+    ++room_gen_;
+    room_cv_.notify_all();
+  }
+  return Status::Ok();
+}
+
+// Deletes the records of `q` through `through` (and any whose delete is
+// pending) and counts them delivered, in transactions of at most
+// kDeleteChunkRows so that a long pending delete fits a nearly full disk.
+// What cannot be committed stays hidden from Peek, its delete pending.
+Status SqliteStore::DeleteDelivered(QueueState& q, uint64_t through) {
+  through = std::max(through, q.removed_through);
+  uint64_t n = 0, b = 0;  // still to delete, through `through`
+  RETURN_IF_ERROR(CountThrough(q, through, &n, &b));
+  Status s;
+  while (n > 0) {
+    uint64_t upto = through, chunk_n = n, chunk_b = b;
+    if (n > kDeleteChunkRows) {  // the oldest chunk first
+      Query page(q.oldest_page);
+      page.Int(1, 0).Int(2, kDeleteChunkRows);
+      chunk_n = chunk_b = 0;
+      int rc;
+      while ((rc = page.Step()) == SQLITE_ROW) {
+        upto = page.ColU64(0);
+        chunk_b += page.ColU64(1);
+        ++chunk_n;
+      }
+      if (rc != SQLITE_DONE) {
+        s = Sql(rc, "finding delivered records");
+        break;
+      }
+    }
+    Counters c = q.c;
+    c.records -= std::min(c.records, chunk_n);
+    c.bytes -= std::min(c.bytes, chunk_b);
+    c.delivered += chunk_n;
+    s = InTransaction("deleting delivered records", [&]() -> Status {
+      RETURN_IF_ERROR(DeleteThrough(q, upto));
+      return UpdateQueueRow(q, c, 0);
+    });
+    if (!s.ok()) break;
+    std::lock_guard<std::mutex> lock(mu_);
+    total_bytes_ = total_bytes_ - q.c.bytes + c.bytes;
+    q.c = c;
+    n -= std::min(n, chunk_n);
+    b -= std::min(b, chunk_b);
+    ++room_gen_;
+    room_cv_.notify_all();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  q.removed_through = through;
+  q.pending_records = n;
+  q.pending_bytes = b;
+  return s;
+}
+
+StatusOr<std::vector<QueuedEnvelope>> SqliteStore::PeekQueue(QueueState& q, size_t max,
+                                                             Millis wait) {
+  std::vector<QueuedEnvelope> out;
+  if (max == 0) return out;
+  if (!options_.read_only && wait.count() > 0) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const SteadyTime deadline = clock_.Now() + std::min(wait, kMaxWait);
+    while (q.visible() == 0 && !closed_ && !q.closed) {
+      if (!clock_.WaitUntil(lock, q.rows_cv, deadline) && clock_.Now() >= deadline) break;
+    }
+  }
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  if (q.pending_records > 0) {
+    Status s = DeleteDelivered(q, q.removed_through);
+    if (s.code() == StatusCode::kResourceExhausted && ReleaseReserve()) {
+      s = DeleteDelivered(q, q.removed_through);
+    }
+    if (s.ok()) {
+      NoteSuccess();
+    } else {
+      NoteFailure(s);
+    }
+  }
+  Query query(q.peek);
+  query.U64(1, q.removed_through).U64(2, std::min(max, kPeekMaxRows));
+  uint64_t bytes = 0;
+  int rc = SQLITE_DONE;
+  while (bytes < kPeekMaxBytes && (rc = query.Step()) == SQLITE_ROW) {
+    QueuedEnvelope e;
+    e.seq = query.ColU64(0);
+    e.envelope.id = query.ColBytes(1);
+    e.envelope.key = query.ColBytes(2);
+    e.envelope.body = query.ColBytes(3);
+    bytes += e.envelope.body.size();
+    out.push_back(std::move(e));
+  }
+  if (bytes < kPeekMaxBytes && rc != SQLITE_DONE) {
+    return Sql(rc, "reading the queue of sink '" + q.sink + "'");
+  }
+  return out;
+}
+
+Status SqliteStore::RemoveFromQueue(QueueState& q, uint64_t through_seq) {
+  if (options_.read_only) return ReadOnlyError();
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  Status s = DeleteDelivered(q, through_seq);
+  if (s.code() == StatusCode::kResourceExhausted && ReleaseReserve()) {
+    s = DeleteDelivered(q, through_seq);
+  }
+  if (s.ok()) {
+    NoteSuccess();
+    return s;
+  }
+  NoteFailure(s.WithContext("sink '" + q.sink +
+                            "': delivered records stay hidden until they can be deleted"));
+  // The records count as removed (Peek skips them); only the delete waits.
+  return IsTransient(s) ? Status::Ok() : s;
+}
+
+void SqliteStore::CloseQueue(QueueState& q) {
+  std::lock_guard<std::mutex> lock(mu_);
+  q.closed = true;
+  q.rows_cv.notify_all();
+  room_cv_.notify_all();
+}
+
+size_t SqliteStore::QueueSize(QueueState& q) {
+  if (options_.read_only) {  // the writer is another process: ask the file
+    std::lock_guard<std::mutex> db_lock(db_mu_);
+    Query query(queue_records_);
+    query.Int(1, q.id);
+    return query.Step() == SQLITE_ROW ? query.ColU64(0) : 0;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  return q.visible();
+}
+
+void SqliteStore::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  room_cv_.notify_all();
+  for (auto& [sink, q] : by_sink_) q->rows_cv.notify_all();
+}
+
+// ---------------------------------------------------------------- journal, checkpoints
+
+StatusOr<uint64_t> SqliteStore::LastJournalSeq() {
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  if (!options_.read_only) return next_journal_seq_ - 1;
+  Query q(journal_high_);  // the writer is another process
+  int rc = q.Step();
+  if (rc == SQLITE_ROW) return q.ColU64(0);
+  return Sql(rc, "reading the journal sequence");
+}
+
+Status SqliteStore::ReadJournal(
+    uint64_t after, const std::function<Status(uint64_t, const JournalEntry&)>& fn) {
+  std::vector<std::pair<uint64_t, JournalEntry>> page;
+  while (true) {
+    page.clear();
+    {
+      std::lock_guard<std::mutex> db_lock(db_mu_);
+      Query q(read_journal_);
+      q.U64(1, after).Int(2, kPageRows);
+      int rc;
+      while ((rc = q.Step()) == SQLITE_ROW) {
+        page.push_back({q.ColU64(0), JournalEntry{q.ColBytes(1), q.ColBytes(2), q.ColBytes(3),
+                                                  q.ColInt(4)}});
+      }
+      if (rc != SQLITE_DONE) return Sql(rc, "reading the journal");
+    }
+    // fn runs without the lock: it may write to the store.
+    for (const auto& [seq, entry] : page) {
+      RETURN_IF_ERROR(fn(seq, entry));
+      after = seq;
+    }
+    if (page.size() < static_cast<size_t>(kPageRows)) return Status::Ok();
+  }
+}
+
+Status SqliteStore::SaveCheckpoint(const std::map<std::string, std::string>& snapshots,
+                                   uint64_t journal_seq) {
+  if (options_.read_only) return ReadOnlyError();
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  const int64_t now_ms = ToEpochMillis(clock_.WallNow());
+  Status s = InTransaction("saving a checkpoint", [&]() -> Status {
+    RETURN_IF_ERROR(Exec(delete_checkpoints_, "replacing checkpoints"));
+    for (const auto& [pipeline, snapshot] : snapshots) {
+      Query q(insert_checkpoint_);
+      q.Text(1, pipeline).Blob(2, snapshot);
+      int rc = q.Step();
+      if (rc != SQLITE_DONE) return Sql(rc, "saving the checkpoint of '" + pipeline + "'");
+    }
+    {
+      Query q(trim_journal_);
+      q.U64(1, journal_seq);
+      int rc = q.Step();
+      if (rc != SQLITE_DONE) return Sql(rc, "trimming the journal");
+    }
+    for (const auto& [key, value] :
+         {std::pair<const char*, int64_t>{"checkpoint_journal_seq",
+                                          static_cast<int64_t>(journal_seq)},
+          std::pair<const char*, int64_t>{"checkpoint_saved_ms", now_ms}}) {
+      Query q(set_meta_);
+      q.Text(1, key).Int(2, value);
+      int rc = q.Step();
+      if (rc != SQLITE_DONE) return Sql(rc, "saving the checkpoint");
+    }
+    return Status::Ok();
+  });
+  if (s.ok()) {
+    // Trimmed entries are <= journal_seq: numbers below it are never reused.
+    next_journal_seq_ = std::max(next_journal_seq_, journal_seq + 1);
+    NoteSuccess();
+  } else {
+    NoteFailure(s);
+  }
+  return s;
+}
+
+StatusOr<std::optional<Store::Checkpoint>> SqliteStore::LoadCheckpoint() {
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  Checkpoint cp;
+  for (auto [key, out] : {std::pair<const char*, int64_t*>{"checkpoint_journal_seq", nullptr},
+                          std::pair<const char*, int64_t*>{"checkpoint_saved_ms", &cp.saved_ms}}) {
+    Query q(get_meta_);
+    q.Text(1, key);
+    int rc = q.Step();
+    if (rc == SQLITE_DONE) {
+      if (out == nullptr) return std::optional<Checkpoint>();  // never saved
+      continue;
+    }
+    if (rc != SQLITE_ROW) return Sql(rc, "reading the checkpoint");
+    if (out == nullptr) {
+      cp.journal_seq = q.ColU64(0);
+    } else {
+      *out = q.ColInt(0);
+    }
+  }
+  Query q(select_checkpoints_);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) cp.snapshots[q.ColBytes(0)] = q.ColBytes(1);
+  if (rc != SQLITE_DONE) return Sql(rc, "reading the checkpoint");
+  return std::optional<Checkpoint>(std::move(cp));
+}
+
+// ---------------------------------------------------------------- stats, purge
+
+StatusOr<std::vector<QueueStats>> SqliteStore::Stats() {
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  if (options_.read_only) RETURN_IF_ERROR(LoadNewQueues());
+  std::vector<QueueStats> out;
+  {
+    Query q(select_queues_);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      QueueStats st;
+      st.sink = q.ColBytes(1);
+      st.records = q.ColU64(2);
+      st.bytes = q.ColU64(3);
+      st.appended = q.ColU64(4);
+      st.delivered = q.ColU64(5);
+      st.dropped_oldest = q.ColU64(6);
+      st.dropped_newest = q.ColU64(7);
+      st.purged = q.ColU64(8);
+      out.push_back(std::move(st));
+    }
+    if (rc != SQLITE_DONE) return Sql(rc, "reading queue figures");
+  }
+  for (QueueStats& st : out) {
+    QueueState* qs = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = by_sink_.find(st.sink);
+      if (it == by_sink_.end()) continue;  // added after LoadNewQueues: next time
+      qs = it->second.get();
+      // Delivered, delete pending (disk full): report them as gone.
+      st.records -= std::min(st.records, qs->pending_records);
+      st.bytes -= std::min(st.bytes, qs->pending_bytes);
+      st.delivered += qs->pending_records;
+    }
+    Query q(qs->oldest_ms);
+    q.U64(1, qs->removed_through);
+    int rc = q.Step();
+    if (rc == SQLITE_ROW) {
+      st.oldest_ms = q.ColInt(0);
+    } else if (rc != SQLITE_DONE) {
+      return Sql(rc, "reading the oldest record");
+    }
+  }
+  return out;
+}
+
+StatusOr<uint64_t> SqliteStore::Purge(const std::string& sink) {
+  if (options_.read_only) return ReadOnlyError();
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  std::vector<QueueState*> targets;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [name, q] : by_sink_) {
+      if (sink.empty() || name == sink) targets.push_back(q.get());
+    }
+  }
+  if (!sink.empty() && targets.empty()) {
+    return Status::NotFound("store " + path_ + " has no queue for sink '" + sink + "'");
+  }
+  std::vector<Counters> after(targets.size());
+  uint64_t purged = 0;
+  auto purge = [&]() -> Status {
+    purged = 0;
+    for (size_t i = 0; i < targets.size(); ++i) {
+      QueueState& q = *targets[i];
+      uint64_t n = 0, bytes = 0;
+      RETURN_IF_ERROR(CountThrough(q, std::numeric_limits<int64_t>::max(), &n, &bytes));
+      RETURN_IF_ERROR(DeleteThrough(q, std::numeric_limits<int64_t>::max()));
+      uint64_t delivered = std::min(n, q.pending_records);  // delivered, delete was pending
+      Counters& c = after[i];
+      c = q.c;
+      c.delivered += delivered;
+      c.purged += n - delivered;
+      c.records = 0;
+      c.bytes = 0;
+      purged += n - delivered;
+      RETURN_IF_ERROR(UpdateQueueRow(q, c, 0));
+    }
+    return Status::Ok();
+  };
+  Status s = InTransaction("purging", purge);
+  if (s.code() == StatusCode::kResourceExhausted && ReleaseReserve()) {
+    s = InTransaction("purging", purge);
+  }
+  if (!s.ok()) {
+    NoteFailure(s);
+    return s;
+  }
+  NoteSuccess();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    QueueState& q = *targets[i];
+    total_bytes_ -= std::min(total_bytes_, q.c.bytes);
+    q.c = after[i];
+    q.pending_records = q.pending_bytes = 0;
+  }
+  ++room_gen_;
+  room_cv_.notify_all();
+  return purged;
+}
+
+// ---------------------------------------------------------------- the view
+
+Status QueueView::Append(std::vector<Envelope> batch) {
+  Commit c;
+  c.outputs.resize(static_cast<size_t>(q_.index) + 1);
+  c.outputs[q_.index] = std::move(batch);
+  return store_.Write(c);
+}
+
+StatusOr<std::vector<QueuedEnvelope>> QueueView::Peek(size_t max, Millis wait) {
+  return store_.PeekQueue(q_, max, wait);
+}
+
+Status QueueView::Remove(uint64_t through_seq) { return store_.RemoveFromQueue(q_, through_seq); }
+
+void QueueView::Close() { store_.CloseQueue(q_); }
+
+size_t QueueView::size() const { return store_.QueueSize(q_); }
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path, StoreOptions options,
+                                             const Clock& clock) {
+  auto store = std::make_unique<SqliteStore>(path, options, clock);
+  RETURN_IF_ERROR(store->Init());
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace sluice
