@@ -3,9 +3,7 @@
 // Records are removed only after the sink confirmed delivery (Peek, then
 // Remove), so a failed write leaves them in place for the retry.
 //
-// This build keeps the queue in memory (NewMemoryQueue): it survives a
-// dropped uplink but not a process crash. The durable SQLite outbox replaces
-// it behind the same interface.
+// The durable implementation is a queue of the SQLite store (store.h).
 #ifndef SLUICE_PLATFORM_OUTBOX_H_
 #define SLUICE_PLATFORM_OUTBOX_H_
 
@@ -47,8 +45,6 @@ class SinkQueue {
 
   virtual size_t size() const = 0;
 };
-
-std::unique_ptr<SinkQueue> NewMemoryQueue(size_t max_records, const Clock& clock = RealClock());
 
 }  // namespace sluice
 

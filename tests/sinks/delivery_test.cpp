@@ -5,7 +5,7 @@
 #include <thread>
 
 #include "platform/dead_letter.h"
-#include "platform/outbox.h"
+#include "platform/store.h"
 #include "sinks/delivery.h"
 
 using namespace sluice;
@@ -59,6 +59,18 @@ std::vector<Envelope> Records(int n) {
   return v;
 }
 
+// A sink queue of an in-memory store, the same code the agent runs on disk.
+struct TestQueue {
+  TestQueue() {
+    store = std::move(*Store::Open(":memory:", StoreOptions{}));
+    queue = store->queue(*store->AddQueue("s", QueueOptions{0, OverflowPolicy::kBlock}));
+  }
+  SinkQueue* operator->() { return queue; }
+  SinkQueue& operator*() { return *queue; }
+  std::unique_ptr<Store> store;
+  SinkQueue* queue;
+};
+
 sinks::DeliveryOptions Fast() { return {Millis(1), Millis(4), Millis(5), Millis(0)}; }
 
 void RunUntilDrained(sinks::DeliveryLoop& loop, SinkQueue& queue) {
@@ -75,7 +87,7 @@ TEST_CASE("delivery retries transient failures and delivers everything in order"
   sink.script = {{Status::Unavailable("down"), {}, std::nullopt},
                  {Status::ResourceExhausted("busy"), {}, std::nullopt}};
   MemoryDeadLetters dead;
-  auto queue = NewMemoryQueue(100);
+  TestQueue queue;
   REQUIRE(queue->Append(Records(10)).ok());
   sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), Fast());
   RunUntilDrained(loop, *queue);
@@ -92,7 +104,7 @@ TEST_CASE("a permanent failure dead-letters the batch instead of blocking the qu
   ScriptedSink sink;
   sink.script = {{Status::InvalidArgument("400 bad request"), {}, std::nullopt}};
   MemoryDeadLetters dead;
-  auto queue = NewMemoryQueue(100);
+  TestQueue queue;
   REQUIRE(queue->Append(Records(6)).ok());
   sinks::DeliveryLoop loop("cloud", sink, *queue, dead, RealClock(), Fast());
   RunUntilDrained(loop, *queue);
@@ -109,7 +121,7 @@ TEST_CASE("records refused one by one are dead-lettered, the rest delivered") {
   ScriptedSink sink;
   sink.script = {{Status::Ok(), {{1, Status::InvalidArgument("too large")}}, std::nullopt}};
   MemoryDeadLetters dead;
-  auto queue = NewMemoryQueue(100);
+  TestQueue queue;
   REQUIRE(queue->Append(Records(3)).ok());
   sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), Fast());
   RunUntilDrained(loop, *queue);
@@ -122,7 +134,7 @@ TEST_CASE("stop gives up after the drain deadline and leaves records queued") {
   ScriptedSink sink;
   for (int i = 0; i < 100000; ++i) sink.script.push_back({Status::Unavailable("down"), {}, std::nullopt});
   MemoryDeadLetters dead;
-  auto queue = NewMemoryQueue(100);
+  TestQueue queue;
   REQUIRE(queue->Append(Records(3)).ok());
   sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), Fast());
   std::thread t([&] { loop.Run(); });
