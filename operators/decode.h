@@ -46,8 +46,9 @@ class JsonDecoder {
   explicit JsonDecoder(DecodeOptions options) : options_(std::move(options)) {}
 
   // Fills *out (cleared first). kInvalidArgument with the reason when the
-  // payload is not a JSON object, lacks a usable time field, or the topic does
-  // not fit topic_fields. Never throws.
+  // payload is not a JSON object (or nests deeper than 64 levels), lacks a
+  // usable time field, or the topic does not fit topic_fields. Never throws;
+  // does not allocate for fields outside the projection.
   Status Decode(std::string_view topic, std::string_view payload, int64_t arrival_ms,
                 Record* out) const;
 
