@@ -67,11 +67,16 @@ class Agent::Impl {
       p->source = SourceIndex(pc.from);
       p->upstream = PipelineIndex(pc.from);
       p->op = std::move(built.op);
+      p->stateful = built.stateful;
       for (const std::string& to : pc.to) p->sinks.push_back(SinkIndex(to));
       pipelines.push_back(std::move(p));
     }
     pipelines_ = std::make_unique<PipelineRunner>(std::move(pipelines), *store_, *dead_letters_,
                                                   clock_);
+    std::vector<std::string> source_names;
+    for (const config::SourceConfig& sc : config_.sources) source_names.push_back(sc.name);
+    pipelines_->EnableJournal(std::move(source_names));
+    RETURN_IF_ERROR(RecoverState());
 
     for (size_t i = 0; i < config_.sources.size(); ++i) {
       const config::SourceConfig& sc = config_.sources[i];
@@ -105,6 +110,9 @@ class Agent::Impl {
       tick_wake_.notify_all();
     }
     if (ticker_.joinable()) ticker_.join();
+    // The sources are stopped: the state is final. A failure is logged, and
+    // the next start replays the journal from the last checkpoint instead.
+    (void)pipelines_->Checkpoint();
     pipelines_->Close();
     SteadyTime deadline = clock_.Now() + config_.agent.shutdown_grace;
     for (auto& slot : sinks_) slot->loop->Stop(deadline);
@@ -130,15 +138,71 @@ class Agent::Impl {
     std::thread thread;
   };
 
+  // Window and alert state after a crash: the last checkpoint, then the
+  // journal after it, replayed through the stateful pipelines before any
+  // source connects. A missing or corrupt snapshot leaves that pipeline
+  // empty (logged), never a crash loop. The redelivery sets are refilled on
+  // the way (PipelineRunner). A checkpoint then trims what was replayed, so
+  // a crash loop does not replay an ever longer journal.
+  Status RecoverState() {
+    StatusOr<std::optional<Store::Checkpoint>> checkpoint = store_->LoadCheckpoint();
+    if (!checkpoint.ok()) {
+      LogError("cannot read the checkpoint (", checkpoint.status().ToString(),
+               "): windows and alerts start empty, the journal is replayed from its start");
+      checkpoint = std::optional<Store::Checkpoint>();
+    }
+    size_t restored = pipelines_->RestoreCheckpoint(*checkpoint);
+    std::vector<operators::JsonDecoder> decoders;
+    for (const config::SourceConfig& sc : config_.sources) {
+      decoders.emplace_back(DecodeOptionsFor(config_, sc));
+    }
+    const uint64_t after = *checkpoint ? (*checkpoint)->journal_seq : 0;
+    uint64_t replayed = 0;
+    uint64_t skipped = 0;
+    operators::Record record;
+    Status s = store_->ReadJournal(after, [&](uint64_t seq, const JournalEntry& e) -> Status {
+      int source = SourceIndex(e.source);
+      if (source < 0) {
+        if (skipped++ == 0) {
+          LogWarn("journal entry ", seq, " is from source '", e.source,
+                  "', not in the config: skipped (and any other such entries)");
+        }
+        return Status::Ok();
+      }
+      Status d = decoders[source].Decode(e.topic, e.payload, e.arrival_ms, &record);
+      if (!d.ok()) {
+        if (skipped++ == 0) {
+          LogWarn("journal entry ", seq, " of source '", e.source, "' no longer decodes (",
+                  d.ToString(), "): skipped (and any other such entries)");
+        }
+        return Status::Ok();
+      }
+      ++replayed;
+      return pipelines_->Replay(source, record, e.topic, e.payload);
+    });
+    if (!s.ok()) return s.WithContext("replaying the ingest journal");
+    if (*checkpoint || replayed > 0) {
+      LogInfo("window/alert state: ", restored, " pipeline(s) restored from the checkpoint",
+              *checkpoint ? " of seq " + std::to_string(after) : std::string(), ", ", replayed,
+              " journaled reading(s) replayed",
+              skipped > 0 ? ", " + std::to_string(skipped) + " skipped" : "");
+    }
+    if (replayed > 0 || skipped > 0) (void)pipelines_->Checkpoint();
+    return Status::Ok();
+  }
+
   // Once a second, processing time reaches the pipelines, so windows of a
-  // quiet source still close.
+  // quiet source still close; every kCheckpointTicks, a checkpoint.
   void Tick() {
+    static constexpr int kCheckpointTicks = 10;
+    int ticks = 0;
     std::unique_lock<std::mutex> lock(tick_mu_);
     while (!stopping_) {
       clock_.WaitUntil(lock, tick_wake_, clock_.Now() + Millis(1000));
       if (stopping_) break;
       lock.unlock();
       (void)pipelines_->Tick(ToEpochMillis(clock_.WallNow()));
+      if (++ticks % kCheckpointTicks == 0) (void)pipelines_->Checkpoint();
       lock.lock();
     }
   }

@@ -182,7 +182,9 @@ class MqttSource::Impl {
       DeadLetterMessage(*msg, s, arrival);
       return;
     }
-    s = pipelines_.Process(index_, record);
+    // The raw message goes along: journaled with the outputs when a window or
+    // alert reads this source, so the ack below follows a commit of both.
+    s = pipelines_.Process(index_, record, msg->get_topic(), payload);
     if (!s.ok()) {
       // Only during shutdown, after the pipelines closed; the broker
       // redelivers what we did not take, as long as the session is persistent.

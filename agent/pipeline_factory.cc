@@ -112,6 +112,7 @@ StatusOr<BuiltPipeline> BuildPipeline(const config::Config& config,
         errors->push_back({p.window->pos, where_am_i + ".window: " + std::string(op.status().message())});
       } else {
         built.op = std::move(*op);
+        built.stateful = true;
       }
     }
   } else if (p.alert) {
@@ -131,6 +132,7 @@ StatusOr<BuiltPipeline> BuildPipeline(const config::Config& config,
                                 a.key,
                                 a.labels};
       built.op = operators::NewAlert(context, std::move(spec));
+      built.stateful = true;
     }
   } else {
     built.all_fields = true;

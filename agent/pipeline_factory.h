@@ -24,6 +24,10 @@ struct BuiltPipeline {
   // on whole.
   std::vector<std::string> fields;
   bool all_fields = false;
+  // A window or an alert: it holds state built from many readings, which a
+  // crash would lose, so the readings feeding it are journaled and the
+  // operator is checkpointed (DESIGN.md, "Acknowledge after commit").
+  bool stateful = false;
 };
 
 // Appends a diagnostic per problem to *errors and returns kInvalidArgument

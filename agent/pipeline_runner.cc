@@ -5,6 +5,60 @@
 #include "platform/log.h"
 
 namespace sluice::agent {
+namespace {
+
+// FNV-1a 64 of topic, a NUL (never in an MQTT topic), payload: stable across
+// builds and runs, since it is saved in checkpoints.
+uint64_t ContentHash(std::string_view topic, std::string_view payload) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](std::string_view bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 0x100000001b3ull;
+    }
+  };
+  mix(topic);
+  mix(std::string_view("\0", 1));
+  mix(payload);
+  return h;
+}
+
+constexpr char kRecentSetVersion = 1;
+
+}  // namespace
+
+void PipelineRunner::RecentSet::Add(uint64_t hash) {
+  if (!set_.insert(hash).second) return;
+  order_.push_back(hash);
+  if (order_.size() > kRecentReadings) {
+    set_.erase(order_.front());
+    order_.pop_front();
+  }
+}
+
+// Version byte, then each hash as 8 bytes little-endian, oldest first.
+std::string PipelineRunner::RecentSet::Encode() const {
+  std::string out(1, kRecentSetVersion);
+  out.reserve(1 + 8 * order_.size());
+  for (uint64_t h : order_) {
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((h >> (8 * i)) & 0xff));
+  }
+  return out;
+}
+
+bool PipelineRunner::RecentSet::Decode(std::string_view in) {
+  order_.clear();
+  set_.clear();
+  if (in.empty() || in[0] != kRecentSetVersion || (in.size() - 1) % 8 != 0) return false;
+  for (size_t at = 1; at < in.size(); at += 8) {
+    uint64_t h = 0;
+    for (int i = 0; i < 8; ++i) {
+      h |= static_cast<uint64_t>(static_cast<unsigned char>(in[at + i])) << (8 * i);
+    }
+    Add(h);
+  }
+  return true;
+}
 
 // One pipeline's Emitter: envelopes to the pipeline's sinks, records on to
 // the pipelines that read this one, rejections to the dead-letter store.
@@ -60,13 +114,134 @@ void PipelineRunner::Run(PipelineRuntime& p, const operators::Record& record) {
   }
 }
 
+void PipelineRunner::EnableJournal(std::vector<std::string> source_names) {
+  std::lock_guard<std::mutex> lock(mu_);
+  source_names_ = std::move(source_names);
+  journaled_.assign(source_names_.size(), false);
+  recent_.assign(source_names_.size(), RecentSet());
+  for (const auto& p : pipelines_) {
+    if (p->stateful && p->source >= 0 && static_cast<size_t>(p->source) < journaled_.size()) {
+      journaled_[p->source] = true;
+    }
+  }
+}
+
 Status PipelineRunner::Process(int source, const operators::Record& record) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return Status::Cancelled("pipelines are stopping");
   for (const auto& p : pipelines_) {
     if (p->source == source) Run(*p, record);
   }
-  return CommitOutputs();
+  Status s = CommitOutputs();
+  if (!s.ok()) diverged_ = true;
+  return s;
+}
+
+Status PipelineRunner::Process(int source, const operators::Record& record,
+                               std::string_view topic, std::string_view payload) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return Status::Cancelled("pipelines are stopping");
+  const bool journal = source >= 0 && static_cast<size_t>(source) < journaled_.size() &&
+                       journaled_[source];
+  uint64_t hash = 0;
+  if (journal) {
+    hash = ContentHash(topic, payload);
+    if (recent_[source].Contains(hash)) {
+      // Committed before a crash, acknowledged too late: the broker sent it
+      // again. Take it (the ack goes out) without counting it twice.
+      ++redeliveries_;
+      redelivery_log_.Log("source '" + source_names_[source] +
+                          "': dropped a redelivered reading already journaled (" +
+                          std::to_string(redeliveries_) + " so far)");
+      return Status::Ok();
+    }
+  }
+  for (const auto& p : pipelines_) {
+    if (p->source == source) Run(*p, record);
+  }
+  if (journal) {
+    commit_.journal.push_back(JournalEntry{source_names_[source], std::string(topic),
+                                           std::string(payload), record.arrival_ms});
+  }
+  Status s = CommitOutputs();
+  if (!s.ok()) {
+    diverged_ = true;
+    return s;
+  }
+  if (journal) recent_[source].Add(hash);
+  return s;
+}
+
+size_t PipelineRunner::RestoreCheckpoint(const std::optional<Store::Checkpoint>& checkpoint) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t restored = 0;
+  if (!checkpoint) return restored;
+  for (const auto& p : pipelines_) {
+    if (!p->stateful) continue;
+    auto it = checkpoint->snapshots.find(p->name);
+    if (it == checkpoint->snapshots.end()) {
+      LogWarn("pipeline '", p->name,
+              "': no state in the checkpoint (a new pipeline?): it starts empty");
+      continue;
+    }
+    if (Status s = p->op->Restore(it->second); !s.ok()) {
+      LogError("pipeline '", p->name, "': CANNOT RESTORE ITS STATE from the checkpoint (",
+               s.ToString(), "): it starts empty; windows or alerts open before the restart "
+               "are incomplete");
+      continue;
+    }
+    ++restored;
+  }
+  for (size_t i = 0; i < recent_.size(); ++i) {
+    if (!journaled_[i]) continue;
+    auto it = checkpoint->snapshots.find(DedupeKey(source_names_[i]));
+    if (it == checkpoint->snapshots.end()) continue;
+    if (!recent_[i].Decode(it->second)) {
+      LogError("source '", source_names_[i],
+               "': the checkpoint's redelivery set is malformed; a reading redelivered after "
+               "the crash may be counted twice");
+    }
+  }
+  return restored;
+}
+
+Status PipelineRunner::Replay(int source, const operators::Record& record,
+                              std::string_view topic, std::string_view payload) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return Status::Cancelled("pipelines are stopping");
+  for (const auto& p : pipelines_) {
+    if (p->source == source && p->stateful) Run(*p, record);
+  }
+  RETURN_IF_ERROR(CommitOutputs());
+  if (source >= 0 && static_cast<size_t>(source) < recent_.size()) {
+    recent_[source].Add(ContentHash(topic, payload));
+  }
+  return Status::Ok();
+}
+
+Status PipelineRunner::Checkpoint() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (diverged_) {
+    Status s = Status::FailedPrecondition(
+        "a commit failed, so the window/alert state may hold readings that are not journaled; "
+        "no checkpoint until restart (the next start rebuilds it from the last checkpoint and "
+        "the journal)");
+    checkpoint_log_.Log("cannot save a checkpoint: " + s.ToString());
+    return s;
+  }
+  std::map<std::string, std::string> snapshots;
+  for (const auto& p : pipelines_) {
+    if (p->stateful) snapshots[p->name] = p->op->Snapshot();
+  }
+  if (snapshots.empty()) return Status::Ok();  // nothing stateful, nothing journaled
+  for (size_t i = 0; i < recent_.size(); ++i) {
+    if (journaled_[i]) snapshots[DedupeKey(source_names_[i])] = recent_[i].Encode();
+  }
+  // Under mu_: every journal entry up to here is in the operators' state.
+  StatusOr<uint64_t> seq = store_.LastJournalSeq();
+  Status s = seq.ok() ? store_.SaveCheckpoint(snapshots, *seq) : seq.status();
+  if (!s.ok()) checkpoint_log_.Log("cannot save a checkpoint (retrying later): " + s.ToString());
+  return s;
 }
 
 Status PipelineRunner::Tick(int64_t now_ms) {
@@ -78,7 +253,9 @@ Status PipelineRunner::Tick(int64_t now_ms) {
       error_log_.Log("pipeline '" + p->name + "': " + s.ToString());
     }
   }
-  return CommitOutputs();
+  Status s = CommitOutputs();
+  if (!s.ok()) diverged_ = true;  // outputs of closed windows lost: not checkpointed
+  return s;
 }
 
 Status PipelineRunner::Flush() {

@@ -11,15 +11,48 @@
 // error) it retries until it can, holding the ack; at a sink's cap the
 // store applies the sink's overflow policy (with `block`, the write waits and
 // the broker stops sending: backpressure).
+//
+// Crash safety of window and alert state (DESIGN.md, "Acknowledge after
+// commit"; Promises, process crash). A pipeline is *stateful* when its
+// operator is a window or an alert. A reading from a source that feeds a
+// stateful pipeline directly is appended to the store's ingest journal in the
+// same transaction as the outputs it caused, before the ack. Checkpoint()
+// saves every stateful operator's snapshot with the journal's last sequence
+// number (and trims the journal up to it); at start the agent restores the
+// operators from the checkpoint (RestoreCheckpoint) and replays the journal
+// after it (Replay) through the stateful pipelines only (and those reading
+// their outputs): their state is then what it was at the crash. Replayed
+// outputs duplicate outputs already queued, with the same record ids.
+//
+// Redelivery: a reading committed just before a SIGKILL may not have been
+// acknowledged, and the broker sends it again. Per journaled source the
+// runner keeps the content hashes (topic + payload, FNV-1a 64) of the last
+// kRecentReadings journaled readings, refilled by the replay; a live reading
+// whose hash is among them is taken (acknowledged) and dropped. The set is
+// saved in each checkpoint as the extra snapshot "\x01dedupe/<source>" (no
+// pipeline name can start with \x01), so it survives a checkpoint that
+// trimmed the journal between a commit and its ack. Consequence: a reading
+// byte-identical (topic and payload) to one of the last kRecentReadings of
+// its source is taken for a redelivery and dropped; readings that carry a
+// timestamp or sequence number never are.
+//
+// A failed commit (a non-transient error, or shutdown while retrying) leaves
+// operators holding a reading that is neither journaled nor acknowledged
+// (the broker sends it again): from then on no checkpoint is saved, so the
+// next start rebuilds the state from the last good checkpoint and the journal.
 #ifndef SLUICE_AGENT_PIPELINE_RUNNER_H_
 #define SLUICE_AGENT_PIPELINE_RUNNER_H_
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "operators/operator.h"
@@ -45,6 +78,7 @@ struct PipelineRuntime {
   int source = -1;                      // index of the source it reads, or -1
   int upstream = -1;                    // index of the pipeline it reads, or -1
   std::unique_ptr<operators::Operator> op;
+  bool stateful = false;                // a window or an alert: checkpointed
   std::vector<int> sinks;               // indices into the runner's queues
   PipelineCounters counters;
   std::vector<int> downstream;          // filled by the runner
@@ -57,10 +91,40 @@ class PipelineRunner {
   PipelineRunner(std::vector<std::unique_ptr<PipelineRuntime>> pipelines, Store& store,
                  DeadLetterStore& dead_letters, const Clock& clock = RealClock());
 
+  // Reserved snapshot names of the redelivery sets (see above).
+  static constexpr size_t kRecentReadings = 256;
+  static std::string DedupeKey(const std::string& source) {
+    return std::string("\x01" "dedupe/") + source;
+  }
+
+  // Names the sources (by index) and turns the journal on for those feeding
+  // a stateful pipeline. Call before the first Process/Replay. Without it
+  // (`sluice test`) nothing is journaled.
+  void EnableJournal(std::vector<std::string> source_names);
+
   // Thread-safe. Runs the pipelines reading from `source` (and those reading
   // their outputs) and queues the outputs; blocks while a sink's queue is
-  // full. kCancelled after Close().
+  // full. kCancelled after Close(). `topic` and `payload` are the raw
+  // message, journaled (in the same commit) when the source feeds a stateful
+  // pipeline; a redelivery of a journaled reading is dropped (returns Ok).
+  Status Process(int source, const operators::Record& record, std::string_view topic,
+                 std::string_view payload);
+  // The same without journaling (`sluice test`).
   Status Process(int source, const operators::Record& record);
+
+  // At start, before any Process: restores every stateful operator (and the
+  // redelivery sets) from `checkpoint`. A missing or corrupt snapshot is
+  // logged and that pipeline starts empty. Returns how many were restored.
+  size_t RestoreCheckpoint(const std::optional<Store::Checkpoint>& checkpoint);
+  // At start, after RestoreCheckpoint: one journal entry, decoded, through
+  // the stateful pipelines reading `source` (and their downstream); their
+  // outputs are committed, nothing is journaled again.
+  Status Replay(int source, const operators::Record& record, std::string_view topic,
+                std::string_view payload);
+  // Snapshots of every stateful operator and the journal position, saved
+  // in one transaction (trims the journal). Thread-safe; failures are logged
+  // (rate-limited) and returned, and the next call tries again.
+  Status Checkpoint();
 
   // Processing time is `now_ms`: lets idle windows close. Thread-safe.
   Status Tick(int64_t now_ms);
@@ -82,6 +146,19 @@ class PipelineRunner {
   // it succeeds or the runner closes.
   Status CommitOutputs();
 
+  // The content hashes of a source's last journaled readings, oldest first.
+  class RecentSet {
+   public:
+    bool Contains(uint64_t hash) const { return set_.count(hash) > 0; }
+    void Add(uint64_t hash);
+    std::string Encode() const;
+    bool Decode(std::string_view in);  // false (and empty) when malformed
+
+   private:
+    std::deque<uint64_t> order_;
+    std::unordered_set<uint64_t> set_;
+  };
+
   std::mutex mu_;
   bool closed_ = false;
   Store& store_;
@@ -93,6 +170,14 @@ class PipelineRunner {
   std::condition_variable retry_wake_;
   std::vector<std::unique_ptr<PipelineRuntime>> pipelines_;
   Commit commit_;  // reused: outputs per sink queue, no allocation per reading
+  std::vector<std::string> source_names_;  // EnableJournal
+  std::vector<bool> journaled_;            // by source: feeds a stateful pipeline
+  std::vector<RecentSet> recent_;          // by source
+  // A commit failed: operator state may hold readings not in the journal.
+  bool diverged_ = false;
+  uint64_t redeliveries_ = 0;
+  RateLimitedLog checkpoint_log_{LogLevel::kError, Millis(60000)};
+  RateLimitedLog redelivery_log_{LogLevel::kInfo, Millis(60000)};
   RateLimitedLog commit_log_{LogLevel::kError, Millis(60000)};
   RateLimitedLog error_log_{LogLevel::kError, Millis(60000)};
   RateLimitedLog dead_letter_log_{LogLevel::kError, Millis(60000)};
