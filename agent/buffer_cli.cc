@@ -74,6 +74,21 @@ int RunBuffer(const BufferCommand& command) {
     std::cerr << "no sink '" << command.sink << "' in " << path << "\n";
     return 1;
   }
+  if (command.action == "stats") {
+    auto journal = (*store)->Journal();
+    auto checkpoint = (*store)->LoadCheckpoint();
+    if (journal.ok()) {
+      std::printf("journal: %llu reading(s), %llu payload bytes since the last checkpoint\n",
+                  static_cast<unsigned long long>(journal->readings),
+                  static_cast<unsigned long long>(journal->bytes));
+    }
+    if (checkpoint.ok() && checkpoint->has_value()) {
+      std::printf("last checkpoint: %lld (epoch ms), %zu pipeline state(s)\n",
+                  static_cast<long long>((*checkpoint)->saved_ms), (*checkpoint)->snapshots.size());
+    } else if (checkpoint.ok()) {
+      std::printf("last checkpoint: none\n");
+    }
+  }
   return 0;
 }
 

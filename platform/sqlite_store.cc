@@ -303,6 +303,7 @@ class SqliteStore final : public Store {
   }
   Status Write(Commit& commit) override;
   StatusOr<uint64_t> LastJournalSeq() override;
+  StatusOr<JournalStats> Journal() override;
   Status ReadJournal(uint64_t after,
                      const std::function<Status(uint64_t, const JournalEntry&)>& fn) override;
   Status SaveCheckpoint(const std::map<std::string, std::string>& snapshots,
@@ -377,7 +378,7 @@ class SqliteStore final : public Store {
   bool failing_ = false;  // last write-side transaction failed (for the "again" line)
   Stmt begin_, commit_, rollback_;
   Stmt insert_journal_, update_queue_, insert_queue_, select_queues_;
-  Stmt queue_records_, read_journal_, journal_high_;
+  Stmt queue_records_, read_journal_, journal_high_, journal_count_;
   uint64_t next_journal_seq_ = 1;
   Stmt delete_checkpoints_, insert_checkpoint_, select_checkpoints_, trim_journal_;
   Stmt set_meta_, get_meta_;
@@ -640,6 +641,7 @@ Status SqliteStore::PrepareStatements() {
       {&journal_high_,
        "SELECT max(ifnull((SELECT max(seq) FROM journal), 0), "
        "ifnull((SELECT value FROM meta WHERE key='checkpoint_journal_seq'), 0))"},
+      {&journal_count_, "SELECT count(*), ifnull(sum(length(payload)), 0) FROM journal"},
       {&delete_checkpoints_, "DELETE FROM checkpoints"},
       {&insert_checkpoint_, "INSERT INTO checkpoints(pipeline, snapshot) VALUES(?1, ?2)"},
       {&select_checkpoints_, "SELECT pipeline, snapshot FROM checkpoints"},
@@ -736,7 +738,7 @@ Status SqliteStore::PrepareQueue(QueueState& q, uint64_t last_seq) {
 void SqliteStore::CloseDb() {
   for (Stmt* s : {&begin_, &commit_, &rollback_, &insert_journal_, &update_queue_,
                   &insert_queue_, &select_queues_, &queue_records_, &read_journal_,
-                  &journal_high_, &delete_checkpoints_, &insert_checkpoint_,
+                  &journal_high_, &journal_count_, &delete_checkpoints_, &insert_checkpoint_,
                   &select_checkpoints_, &trim_journal_, &set_meta_, &get_meta_}) {
     s->Finalize();
   }
@@ -1274,6 +1276,14 @@ StatusOr<uint64_t> SqliteStore::LastJournalSeq() {
   int rc = q.Step();
   if (rc == SQLITE_ROW) return q.ColU64(0);
   return Sql(rc, "reading the journal sequence");
+}
+
+StatusOr<Store::JournalStats> SqliteStore::Journal() {
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  Query q(journal_count_);
+  int rc = q.Step();
+  if (rc != SQLITE_ROW) return Sql(rc, "counting the journal");
+  return JournalStats{q.ColU64(0), q.ColU64(1)};
 }
 
 Status SqliteStore::ReadJournal(

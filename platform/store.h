@@ -109,6 +109,11 @@ class Store {
 
   // Journal sequence of the newest entry (0 when empty).
   virtual StatusOr<uint64_t> LastJournalSeq() = 0;
+  struct JournalStats {
+    uint64_t readings = 0;  // entries not yet covered by a checkpoint
+    uint64_t bytes = 0;     // their payload bytes
+  };
+  virtual StatusOr<JournalStats> Journal() = 0;
   // Calls `fn` for each journal entry with seq > after, oldest first.
   [[nodiscard]] virtual Status ReadJournal(
       uint64_t after, const std::function<Status(uint64_t seq, const JournalEntry&)>& fn) = 0;
