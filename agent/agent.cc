@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -45,6 +46,7 @@ class Agent::Impl {
       if (sc.buffer.sync == config::SyncLevel::kFull) store_options.durability = Durability::kFull;
     }
     ASSIGN_OR_RETURN(store_, Store::Open(StorePath(config_.agent.data_dir), store_options, clock_));
+    std::map<std::string, int> queue_of_sink;
     for (const config::SinkConfig& sc : config_.sinks) {
       ASSIGN_OR_RETURN(auto sink, registry.Create(sc));
       auto slot = std::make_unique<SinkSlot>();
@@ -52,25 +54,20 @@ class Agent::Impl {
       slot->sink = std::move(sink);
       ASSIGN_OR_RETURN(int index,
                        store_->AddQueue(sc.name, {sc.buffer.max_size, ToPolicy(sc.buffer.overflow)}));
+      queue_of_sink[sc.name] = index;
       slot->queue = store_->queue(index);
       slot->loop = std::make_unique<sinks::DeliveryLoop>(sc.name, *slot->sink, *slot->queue,
                                                           *dead_letters_, clock_);
       sinks_.push_back(std::move(slot));
     }
 
-    std::vector<std::unique_ptr<PipelineRuntime>> pipelines;
-    for (const config::PipelineConfig& pc : config_.pipelines) {
-      std::vector<config::Diagnostic> errors;
-      ASSIGN_OR_RETURN(BuiltPipeline built, BuildPipeline(config_, pc, &errors));
-      auto p = std::make_unique<PipelineRuntime>();
-      p->name = pc.name;
-      p->source = SourceIndex(pc.from);
-      p->upstream = PipelineIndex(pc.from);
-      p->op = std::move(built.op);
-      p->stateful = built.stateful;
-      for (const std::string& to : pc.to) p->sinks.push_back(SinkIndex(to));
-      pipelines.push_back(std::move(p));
-    }
+    // Routes by the queue index the store gave each sink, not by position.
+    ASSIGN_OR_RETURN(auto pipelines,
+                     BuildRuntimes(config_, [&](const config::PipelineConfig& pc) {
+                       std::vector<int> queues;
+                       for (const std::string& to : pc.to) queues.push_back(queue_of_sink.at(to));
+                       return queues;
+                     }));
     pipelines_ = std::make_unique<PipelineRunner>(std::move(pipelines), *store_, *dead_letters_,
                                                   clock_);
     std::vector<std::string> source_names;
@@ -210,20 +207,6 @@ class Agent::Impl {
   int SourceIndex(const std::string& name) const {
     for (size_t i = 0; i < config_.sources.size(); ++i) {
       if (config_.sources[i].name == name) return static_cast<int>(i);
-    }
-    return -1;
-  }
-
-  int PipelineIndex(const std::string& name) const {
-    for (size_t i = 0; i < config_.pipelines.size(); ++i) {
-      if (config_.pipelines[i].name == name) return static_cast<int>(i);
-    }
-    return -1;
-  }
-
-  int SinkIndex(const std::string& name) const {
-    for (size_t i = 0; i < config_.sinks.size(); ++i) {
-      if (config_.sinks[i].name == name) return static_cast<int>(i);
     }
     return -1;
   }

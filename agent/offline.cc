@@ -71,23 +71,11 @@ int RunOffline(const std::string& config_path, const std::string& input_path) {
   auto dead_letters = OpenDeadLetterFile("/dev/stderr");
   if (!dead_letters.ok()) return Fail(std::string(dead_letters.status().message()));
 
-  std::vector<std::unique_ptr<PipelineRuntime>> pipelines;
-  for (const config::PipelineConfig& pc : config->pipelines) {
-    auto built = BuildPipeline(*config, pc, &errors);
-    if (!built.ok()) return Fail(std::string(built.status().message()));
-    auto p = std::make_unique<PipelineRuntime>();
-    p->name = pc.name;
-    for (size_t i = 0; i < config->sources.size(); ++i) {
-      if (config->sources[i].name == pc.from) p->source = static_cast<int>(i);
-    }
-    for (size_t i = 0; i < config->pipelines.size(); ++i) {
-      if (config->pipelines[i].name == pc.from) p->upstream = static_cast<int>(i);
-    }
-    p->op = std::move(built->op);
-    if (!pc.to.empty()) p->sinks = {*out_index};
-    pipelines.push_back(std::move(p));
-  }
-  PipelineRunner runner(std::move(pipelines), **store, **dead_letters);
+  auto pipelines = BuildRuntimes(*config, [&](const config::PipelineConfig& pc) {
+    return pc.to.empty() ? std::vector<int>{} : std::vector<int>{*out_index};
+  });
+  if (!pipelines.ok()) return Fail(std::string(pipelines.status().message()));
+  PipelineRunner runner(std::move(*pipelines), **store, **dead_letters);
 
   std::vector<operators::JsonDecoder> decoders;
   for (const config::SourceConfig& s : config->sources) {

@@ -146,6 +146,31 @@ StatusOr<BuiltPipeline> BuildPipeline(const config::Config& config,
   return built;
 }
 
+StatusOr<std::vector<std::unique_ptr<PipelineRuntime>>> BuildRuntimes(
+    const config::Config& config,
+    const std::function<std::vector<int>(const config::PipelineConfig&)>& queues_of) {
+  auto index_of = [](const auto& items, const std::string& name) {
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (items[i].name == name) return static_cast<int>(i);
+    }
+    return -1;
+  };
+  std::vector<std::unique_ptr<PipelineRuntime>> runtimes;
+  for (const config::PipelineConfig& pc : config.pipelines) {
+    std::vector<config::Diagnostic> errors;
+    ASSIGN_OR_RETURN(BuiltPipeline built, BuildPipeline(config, pc, &errors));
+    auto p = std::make_unique<PipelineRuntime>();
+    p->name = pc.name;
+    p->source = index_of(config.sources, pc.from);
+    p->upstream = index_of(config.pipelines, pc.from);
+    p->op = std::move(built.op);
+    p->stateful = built.stateful;
+    p->sinks = queues_of(pc);
+    runtimes.push_back(std::move(p));
+  }
+  return runtimes;
+}
+
 std::vector<config::Diagnostic> CheckPipelines(const config::Config& config) {
   std::vector<config::Diagnostic> errors;
   for (const config::PipelineConfig& p : config.pipelines) (void)BuildPipeline(config, p, &errors);

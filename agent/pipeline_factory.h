@@ -7,10 +7,12 @@
 #ifndef SLUICE_AGENT_PIPELINE_FACTORY_H_
 #define SLUICE_AGENT_PIPELINE_FACTORY_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "agent/pipeline_runner.h"
 #include "config/config.h"
 #include "config/loader.h"
 #include "operators/decode.h"
@@ -35,6 +37,13 @@ struct BuiltPipeline {
 StatusOr<BuiltPipeline> BuildPipeline(const config::Config& config,
                                       const config::PipelineConfig& pipeline,
                                       std::vector<config::Diagnostic>* errors);
+
+// Every pipeline of `config`, ready for a PipelineRunner: operator, source or
+// upstream pipeline index, and the store queue indices `queues_of` gives for
+// its `to` list.
+StatusOr<std::vector<std::unique_ptr<PipelineRuntime>>> BuildRuntimes(
+    const config::Config& config,
+    const std::function<std::vector<int>(const config::PipelineConfig&)>& queues_of);
 
 // Builds every pipeline to check it; the diagnostics of all of them.
 std::vector<config::Diagnostic> CheckPipelines(const config::Config& config);

@@ -140,7 +140,7 @@ void DeliveryLoop::Run() {
       continue;
     }
     if (Status s = queue_.Remove(batch.back().seq); !s.ok()) {
-      LogError("sink '", name_, "': removing delivered records failed: ", s.ToString());
+      remove_log_.Log("sink '" + name_ + "': removing delivered records failed: " + s.ToString());
     }
     if (failing_) {
       LogInfo("sink '", name_, "': delivering again");

@@ -21,6 +21,7 @@
 
 #include "platform/clock.h"
 #include "platform/dead_letter.h"
+#include "platform/log.h"
 #include "platform/outbox.h"
 #include "sinks/sink.h"
 
@@ -82,6 +83,8 @@ class DeliveryLoop {
   Millis backoff_{0};
   uint64_t jitter_state_;
   bool failing_ = false;
+  // A failing Remove repeats for every batch: say it once a minute.
+  RateLimitedLog remove_log_{LogLevel::kError, Millis(60000), clock_};
 };
 
 }  // namespace sluice::sinks
