@@ -113,9 +113,28 @@ class Agent::Impl {
     pipelines_->Close();
     SteadyTime deadline = clock_.Now() + config_.agent.shutdown_grace;
     for (auto& slot : sinks_) slot->loop->Stop(deadline);
-    size_t left = 0;
+    // A sink blocked in a write (a broker that does not answer) is told to
+    // give up once the grace period is over, so the stop stays bounded.
+    std::mutex abort_mu;
+    std::condition_variable abort_wake;
+    bool joined = false;
+    std::thread aborter([&] {
+      std::unique_lock<std::mutex> lock(abort_mu);
+      while (!joined && clock_.Now() < deadline) clock_.WaitUntil(lock, abort_wake, deadline);
+      if (joined) return;
+      for (auto& slot : sinks_) slot->loop->Abort();
+    });
     for (auto& slot : sinks_) {
       if (slot->thread.joinable()) slot->thread.join();
+    }
+    {
+      std::lock_guard<std::mutex> lock(abort_mu);
+      joined = true;
+      abort_wake.notify_all();
+    }
+    aborter.join();
+    size_t left = 0;
+    for (auto& slot : sinks_) {
       size_t n = slot->queue->size();
       if (n > 0) {
         LogInfo("sink '", slot->name, "': ", n, " record(s) still queued on disk for the next start");

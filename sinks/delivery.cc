@@ -15,6 +15,7 @@ DeliveryLoop::DeliveryLoop(std::string sink_name, Sink& sink, SinkQueue& queue,
       dead_letters_(dead_letters),
       clock_(clock),
       options_(options),
+      limits_(sink.batch_limits()),
       jitter_state_(0x9E3779B97F4A7C15ull ^ std::hash<std::string>{}(name_)) {}
 
 void DeliveryLoop::Stop(SteadyTime drain_deadline) {
@@ -40,10 +41,47 @@ bool DeliveryLoop::Backoff(Millis delay) {
   return !(stop_ && clock_.Now() >= drain_deadline_);
 }
 
-void DeliveryLoop::Linger(Millis delay) {
+void DeliveryLoop::Linger(Millis delay, size_t records) {
+  // Polls the queue's size in small steps: the queue has no "N records"
+  // signal, and a size() is an in-memory read.
+  const Millis step = std::clamp(delay / 8, Millis(1), Millis(20));
   std::unique_lock<std::mutex> lock(mu_);
   SteadyTime until = clock_.Now() + delay;
-  while (!stop_ && clock_.Now() < until) clock_.WaitUntil(lock, wake_, until);
+  while (!stop_ && clock_.Now() < until && queue_.size() < records) {
+    clock_.WaitUntil(lock, wake_, std::min(until, clock_.Now() + step));
+  }
+}
+
+void DeliveryLoop::TrimToBytes(std::vector<QueuedEnvelope>& batch) const {
+  if (limits_.max_bytes == 0) return;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    bytes += batch[i].envelope.body.size() + 1;  // a separator per record
+    if (bytes > limits_.max_bytes && i > 0) {
+      batch.resize(i);
+      return;
+    }
+  }
+}
+
+SinkHealth DeliveryLoop::health() const {
+  std::lock_guard<std::mutex> lock(health_mu_);
+  SinkHealth h = health_;
+  h.connected = sink_.connected();
+  return h;
+}
+
+void DeliveryLoop::NoteSuccess() {
+  std::lock_guard<std::mutex> lock(health_mu_);
+  health_.last_success_ms = ToEpochMillis(clock_.WallNow());
+  health_.failing = false;
+}
+
+void DeliveryLoop::NoteFailure(const Status& status) {
+  std::lock_guard<std::mutex> lock(health_mu_);
+  health_.last_error_ms = ToEpochMillis(clock_.WallNow());
+  health_.last_error = status.ToString();
+  health_.failing = IsTransient(status);
 }
 
 Millis DeliveryLoop::NextDelay() {
@@ -74,28 +112,50 @@ Status DeliveryLoop::DeadLetterBatch(std::span<const QueuedEnvelope> batch, size
 }
 
 void DeliveryLoop::Run() {
-  const size_t max_batch = std::max<size_t>(1, sink_.max_batch_records());
+  const size_t max_batch = std::max<size_t>(1, limits_.max_records);
+  // A batch that failed for a transient reason is retried as it was (less
+  // what an overflow policy dropped meanwhile), so an upstream that keys
+  // duplicates by batch (HTTP's Idempotency-Key) sees the same batch again,
+  // not a longer one.
+  std::vector<QueuedEnvelope> batch;
   while (true) {
     if (StopRequested()) {
       std::lock_guard<std::mutex> lock(mu_);
       if (clock_.Now() >= drain_deadline_) break;
     }
-    auto peeked = queue_.Peek(max_batch, options_.idle_poll);
-    if (!peeked.ok()) {
-      LogError("sink '", name_, "': reading its queue failed: ", peeked.status().ToString());
-      if (!Backoff(NextDelay())) break;
-      continue;
+    if (batch.empty()) {
+      auto peeked = queue_.Peek(max_batch, options_.idle_poll);
+      if (!peeked.ok()) {
+        LogError("sink '", name_, "': reading its queue failed: ", peeked.status().ToString());
+        if (!Backoff(NextDelay())) break;
+        continue;
+      }
+      if (peeked->empty()) {
+        if (StopRequested()) break;
+        continue;
+      }
+      if (peeked->size() < max_batch && limits_.max_delay.count() > 0 && !StopRequested()) {
+        Linger(limits_.max_delay, max_batch);
+        peeked = queue_.Peek(max_batch, Millis(0));
+        if (!peeked.ok()) continue;
+      }
+      batch = std::move(*peeked);
+      TrimToBytes(batch);
+    } else {
+      // Retrying: drop_oldest may have evicted the head of the batch meanwhile.
+      // Only the records still queued are sent, and no newer ones.
+      auto peeked = queue_.Peek(batch.size(), Millis(0));
+      if (!peeked.ok()) {
+        if (!Backoff(NextDelay())) break;
+        continue;
+      }
+      const uint64_t last = batch.back().seq;
+      batch.clear();
+      for (QueuedEnvelope& q : *peeked) {
+        if (q.seq <= last) batch.push_back(std::move(q));
+      }
+      if (batch.empty()) continue;
     }
-    if (peeked->empty()) {
-      if (StopRequested()) break;
-      continue;
-    }
-    if (peeked->size() < max_batch && options_.linger.count() > 0 && !StopRequested()) {
-      Linger(options_.linger);
-      peeked = queue_.Peek(max_batch, Millis(0));
-      if (!peeked.ok()) continue;
-    }
-    std::vector<QueuedEnvelope>& batch = *peeked;
     std::vector<Envelope> envelopes;
     envelopes.reserve(batch.size());
     for (const QueuedEnvelope& q : batch) envelopes.push_back(q.envelope);
@@ -103,6 +163,7 @@ void DeliveryLoop::Run() {
     WriteResult result = sink_.Write(envelopes);
     if (IsTransient(result.status)) {
       counters_.retried.fetch_add(1, std::memory_order_relaxed);
+      NoteFailure(result.status);
       if (!failing_) {
         LogWarn("sink '", name_, "': delivery failing, will retry: ", result.status.ToString());
         failing_ = true;
@@ -114,6 +175,7 @@ void DeliveryLoop::Run() {
 
     Status dead_letter_status;
     if (!result.status.ok()) {
+      NoteFailure(result.status);
       LogError("sink '", name_, "': ", batch.size(), " records refused for good, dead-lettered: ",
                result.status.ToString());
       for (size_t i = 0; i < batch.size() && dead_letter_status.ok(); ++i) {
@@ -131,6 +193,11 @@ void DeliveryLoop::Run() {
       }
       counters_.delivered.fetch_add(batch.size() - result.rejected.size(),
                                     std::memory_order_relaxed);
+      if (result.rejected.empty()) {
+        NoteSuccess();
+      } else {
+        NoteFailure(result.rejected.front().reason);
+      }
     }
     if (!dead_letter_status.ok()) {
       // Keep the batch queued rather than lose it: try the whole thing again.
@@ -142,6 +209,7 @@ void DeliveryLoop::Run() {
     if (Status s = queue_.Remove(batch.back().seq); !s.ok()) {
       remove_log_.Log("sink '" + name_ + "': removing delivered records failed: " + s.ToString());
     }
+    batch.clear();
     if (failing_) {
       LogInfo("sink '", name_, "': delivering again");
       failing_ = false;

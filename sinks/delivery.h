@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "platform/clock.h"
@@ -31,15 +32,21 @@ struct DeliveryOptions {
   Millis initial_backoff{100};
   Millis max_backoff{30000};
   Millis idle_poll{200};  // how long one wait for new records lasts
-  // After the first record of a batch arrives, wait this long for more: one
-  // write per few milliseconds instead of one wake-up and write per record.
-  Millis linger{2};
 };
 
 struct DeliveryCounters {
   std::atomic<uint64_t> delivered{0};
   std::atomic<uint64_t> retried{0};        // failed attempts that will be retried
   std::atomic<uint64_t> dead_lettered{0};
+};
+
+// For the status endpoint: how the upstream has been doing.
+struct SinkHealth {
+  std::optional<bool> connected;    // the sink's own view; nullopt: no connection
+  int64_t last_success_ms = 0;      // wall time of the last delivered batch; 0: never
+  int64_t last_error_ms = 0;        // wall time of the last failed attempt; 0: never
+  std::string last_error;           // its reason
+  bool failing = false;             // the last attempt failed and is being retried
 };
 
 class DeliveryLoop {
@@ -54,15 +61,24 @@ class DeliveryLoop {
   // Thread-safe. Records still queued at `drain_deadline` stay queued.
   void Stop(SteadyTime drain_deadline);
 
+  // Thread-safe: makes a Write in progress give up (the batch stays queued).
+  void Abort() { sink_.Abort(); }
+
   const DeliveryCounters& counters() const { return counters_; }
+  SinkHealth health() const;
 
  private:
   bool StopRequested();
   // Sleeps until `until` or until the drain deadline passes; false when the
   // loop should give up.
   bool Backoff(Millis delay);
-  // Sleeps for `delay` unless Stop() is called meanwhile.
-  void Linger(Millis delay);
+  // Waits until the queue holds `records` records or `delay` passed, unless
+  // Stop() is called meanwhile.
+  void Linger(Millis delay, size_t records);
+  // Cuts the batch at the sink's byte limit.
+  void TrimToBytes(std::vector<QueuedEnvelope>& batch) const;
+  void NoteSuccess();
+  void NoteFailure(const Status& status);
   Status DeadLetterBatch(std::span<const QueuedEnvelope> batch, size_t index,
                          const Status& reason);
   Millis NextDelay();
@@ -73,7 +89,11 @@ class DeliveryLoop {
   DeadLetterStore& dead_letters_;
   const Clock& clock_;
   const DeliveryOptions options_;
+  const BatchLimits limits_;
   DeliveryCounters counters_;
+
+  mutable std::mutex health_mu_;
+  SinkHealth health_;
 
   std::mutex mu_;
   std::condition_variable wake_;

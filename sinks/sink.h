@@ -40,15 +40,31 @@ struct [[nodiscard]] WriteResult {
   std::optional<Millis> retry_after;  // the upstream asked to wait this long
 };
 
-// Called from one delivery thread at a time.
+// How a sink wants its batches cut. The delivery loop waits up to
+// `max_delay` after the first queued record for a fuller batch, then hands
+// over at most `max_records` records and `max_bytes` of bodies (a single
+// larger record still goes alone).
+struct BatchLimits {
+  size_t max_records = 512;
+  uint64_t max_bytes = 0;  // 0: no limit
+  Millis max_delay{2};
+};
+
+// Driven by one delivery thread: Write and Flush are never called at once.
 class Sink {
  public:
   virtual ~Sink() = default;
   virtual WriteResult Write(std::span<const Envelope> batch) = 0;
   // Makes everything written so far durable upstream; called at shutdown.
   [[nodiscard]] virtual Status Flush() { return Status::Ok(); }
-  // The largest batch worth handing to Write().
-  virtual size_t max_batch_records() const { return 512; }
+  virtual BatchLimits batch_limits() const { return {}; }
+  // Thread-safe: makes a Write or Flush in progress return soon (kCancelled,
+  // nothing delivered that was not confirmed). Called when the shutdown
+  // grace period is over.
+  virtual void Abort() {}
+  // Whether the sink holds a working connection upstream; nullopt for sinks
+  // without one (file, stdout). Thread-safe.
+  virtual std::optional<bool> connected() const { return std::nullopt; }
 };
 
 using SinkFactory =

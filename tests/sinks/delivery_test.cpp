@@ -19,6 +19,9 @@ class ScriptedSink : public sinks::Sink {
   WriteResult Write(std::span<const Envelope> batch) override {
     std::lock_guard<std::mutex> lock(mu);
     ++writes;
+    std::vector<std::string> ids;
+    for (const Envelope& e : batch) ids.push_back(e.id);
+    batches.push_back(std::move(ids));
     WriteResult r{Status::Ok(), {}, std::nullopt};
     if (!script.empty()) {
       r = script.front();
@@ -33,13 +36,15 @@ class ScriptedSink : public sinks::Sink {
     }
     return r;
   }
-  size_t max_batch_records() const override { return max_batch; }
+  sinks::BatchLimits batch_limits() const override { return {max_batch, max_bytes, Millis(2)}; }
 
   std::mutex mu;
   std::deque<WriteResult> script;
   std::vector<std::string> delivered;
+  std::vector<std::vector<std::string>> batches;  // ids handed to each Write
   int writes = 0;
   size_t max_batch = 4;
+  uint64_t max_bytes = 0;
 };
 
 class MemoryDeadLetters : public DeadLetterStore {
@@ -71,7 +76,7 @@ struct TestQueue {
   SinkQueue* queue;
 };
 
-sinks::DeliveryOptions Fast() { return {Millis(1), Millis(4), Millis(5), Millis(0)}; }
+sinks::DeliveryOptions Fast() { return {Millis(1), Millis(4), Millis(5)}; }
 
 void RunUntilDrained(sinks::DeliveryLoop& loop, SinkQueue& queue) {
   std::thread t([&] { loop.Run(); });
@@ -143,4 +148,56 @@ TEST_CASE("stop gives up after the drain deadline and leaves records queued") {
   t.join();  // returns although the sink never recovers
   CHECK(queue->size() == 3);
   CHECK(sink.delivered.empty());
+}
+
+TEST_CASE("a failed batch is retried exactly as it was, even when more records arrived") {
+  ScriptedSink sink;
+  sink.script = {{Status::Unavailable("503"), {}, std::nullopt}};
+  MemoryDeadLetters dead;
+  TestQueue queue;
+  REQUIRE(queue->Append(Records(2)).ok());
+  sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), Fast());
+  std::thread t([&] { loop.Run(); });
+  while (loop.counters().retried < 1) std::this_thread::sleep_for(Millis(1));
+  REQUIRE(queue->Append({{"late", "", "{}"}}).ok());
+  for (int i = 0; i < 5000 && queue->size() > 0; ++i) std::this_thread::sleep_for(Millis(1));
+  loop.Stop(RealClock().Now() + Millis(2000));
+  t.join();
+  REQUIRE(sink.batches.size() >= 3);
+  CHECK(sink.batches[0] == std::vector<std::string>{"r0", "r1"});
+  CHECK(sink.batches[1] == std::vector<std::string>{"r0", "r1"});
+  CHECK(sink.delivered == std::vector<std::string>{"r0", "r1", "late"});
+}
+
+TEST_CASE("batches respect the sink's byte limit; a record larger than it goes alone") {
+  ScriptedSink sink;
+  sink.max_batch = 100;
+  sink.max_bytes = 25;  // ten-byte bodies plus a separator: two per batch
+  MemoryDeadLetters dead;
+  TestQueue queue;
+  std::vector<Envelope> records;
+  for (int i = 0; i < 5; ++i) records.push_back({"r" + std::to_string(i), "", std::string(10, 'x')});
+  records.push_back({"big", "", std::string(100, 'x')});
+  REQUIRE(queue->Append(records).ok());
+  sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), Fast());
+  RunUntilDrained(loop, *queue);
+  std::vector<std::vector<std::string>> expected = {{"r0", "r1"}, {"r2", "r3"}, {"r4"}, {"big"}};
+  CHECK(sink.batches == expected);
+}
+
+TEST_CASE("health tells the last success and the last error") {
+  ScriptedSink sink;
+  sink.script = {{Status::Unavailable("connection refused"), {}, std::nullopt}};
+  MemoryDeadLetters dead;
+  TestQueue queue;
+  sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), Fast());
+  CHECK(loop.health().last_success_ms == 0);
+  CHECK_FALSE(loop.health().connected.has_value());
+  REQUIRE(queue->Append(Records(1)).ok());
+  RunUntilDrained(loop, *queue);
+  sinks::SinkHealth h = loop.health();
+  CHECK(h.last_success_ms > 0);
+  CHECK(h.last_error.find("connection refused") != std::string::npos);
+  CHECK(h.last_error_ms > 0);
+  CHECK_FALSE(h.failing);
 }

@@ -64,7 +64,7 @@ struct Rig {
     store = std::move(*Store::Open(dir + "/sluice.db", StoreOptions{}));
     index = *store->AddQueue("up", QueueOptions{kCapRecords * kBodySize, policy});
     loop = std::make_unique<sinks::DeliveryLoop>("up", sink, *store->queue(index), dead, RealClock(),
-                                                 sinks::DeliveryOptions{Millis(1), Millis(20), Millis(5), Millis(0)});
+                                                 sinks::DeliveryOptions{Millis(1), Millis(20), Millis(5)});
     thread = std::thread([this] { loop->Run(); });
   }
   ~Rig() {
@@ -171,7 +171,7 @@ TEST_CASE("a large backlog survives a restart and drains in order") {
   sink.down = false;
   NoDeadLetters dead;
   sinks::DeliveryLoop loop("up", sink, *store->queue(index), dead, RealClock(),
-                           sinks::DeliveryOptions{Millis(1), Millis(20), Millis(5), Millis(0)});
+                           sinks::DeliveryOptions{Millis(1), Millis(20), Millis(5)});
   std::thread t([&] { loop.Run(); });
   REQUIRE(WaitFor([&] { return sink.Delivered().size() == 20000; }));
   loop.Stop(RealClock().Now());
