@@ -6,13 +6,14 @@
 #include <thread>
 
 #include "platform/log.h"
+#include "sinks/mqtt_connect.h"
 
 namespace sluice::agent {
 namespace {
 
 constexpr Millis kInitialBackoff{100};
 constexpr Millis kMaxBackoff{30000};
-constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr auto kConnectTimeout = sinks::kMqttConnectTimeout;
 constexpr auto kSubscribeTimeout = std::chrono::seconds(10);
 
 }  // namespace
@@ -51,23 +52,8 @@ class MqttSource::Impl {
       wake_.notify_all();
     });
 
-    auto builder = mqtt::connect_options_builder()
-                       .clean_session(!config_.persistent_session)
-                       .keep_alive_interval(std::chrono::seconds(30))
-                       .connect_timeout(kConnectTimeout)
-                       .automatic_reconnect(false);
-    if (!config_.username.empty()) builder.user_name(config_.username.value());
-    if (!config_.password.empty()) builder.password(config_.password.value());
-    if (config_.tls) {
-      mqtt::ssl_options ssl;
-      if (!config_.tls->ca.empty()) ssl.set_trust_store(config_.tls->ca);
-      if (!config_.tls->cert.empty()) ssl.set_key_store(config_.tls->cert);
-      if (!config_.tls->key.empty()) ssl.set_private_key(config_.tls->key);
-      ssl.set_enable_server_cert_auth(true);
-      ssl.set_verify(true);
-      builder.ssl(std::move(ssl));
-    }
-    connect_options_ = builder.finalize();
+    connect_options_ = sinks::MakeMqttConnectOptions(
+        {config_.tls, config_.username, config_.password, !config_.persistent_session});
     return Status::Ok();
   }
 

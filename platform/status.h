@@ -67,6 +67,7 @@ class [[nodiscard]] Status {
   static Status Unavailable(std::string_view m) { return {StatusCode::kUnavailable, m}; }
   static Status DataLoss(std::string_view m) { return {StatusCode::kDataLoss, m}; }
   static Status DeadlineExceeded(std::string_view m) { return {StatusCode::kDeadlineExceeded, m}; }
+  static Status Aborted(std::string_view m) { return {StatusCode::kAborted, m}; }
 
   bool ok() const { return rep_ == nullptr; }
   StatusCode code() const { return rep_ ? rep_->code : StatusCode::kOk; }

@@ -1,4 +1,5 @@
 #include "sinks/file_sink.h"
+#include "sinks/mqtt_sink.h"
 #include "sinks/sink.h"
 
 namespace sluice::sinks {
@@ -25,6 +26,9 @@ void RegisterBuiltins(SinkRegistry& registry) {
   (void)registry.Register("stdout", [](const config::SinkConfig&) { return NewStdoutSink(); });
   (void)registry.Register("file", [](const config::SinkConfig& c) {
     return NewFileSink(std::get<config::FileSinkConfig>(c.spec));
+  });
+  (void)registry.Register("mqtt", [](const config::SinkConfig& c) {
+    return NewMqttSink(c.name, std::get<config::MqttSinkConfig>(c.spec));
   });
 }
 

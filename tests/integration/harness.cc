@@ -59,9 +59,9 @@ std::unique_ptr<mqtt::async_client> NewClient(const std::string& url,
   return std::make_unique<mqtt::async_client>(url, client_id, create_options, nullptr);
 }
 
-mqtt::connect_options CleanConnectOptions() {
+mqtt::connect_options CleanConnectOptions(bool clean = true) {
   return mqtt::connect_options_builder()
-      .clean_session(true)
+      .clean_session(clean)
       .connect_timeout(std::chrono::seconds(5))
       .keep_alive_interval(std::chrono::seconds(20))
       .finalize();
@@ -438,11 +438,11 @@ int64_t TestPublisher::NumberedTime(int64_t n) { return 1700000000000 + n; }
 // ---------------------------------------------------------------------------
 
 TestSubscriber::TestSubscriber(const std::string& url, const std::string& filter, int qos,
-                               const std::string& client_id) {
+                               const std::string& client_id, bool persistent_session) {
   client_ = NewClient(url, client_id.empty() ? UniqueClientId("sub") : client_id);
   try {
     client_->start_consuming();
-    client_->connect(CleanConnectOptions())->wait();
+    client_->connect(CleanConnectOptions(!persistent_session))->wait();
     client_->subscribe(filter, qos)->wait();
   } catch (const mqtt::exception& e) {
     Fail("TestSubscriber cannot subscribe to '" + filter + "' at " + url + ": " + e.what());

@@ -196,9 +196,11 @@ class TestPublisher {
 // An MQTT subscriber that queues what it receives (clean session).
 class TestSubscriber {
  public:
-  // Connects and subscribes; throws on failure.
+  // Connects and subscribes; throws on failure. With a persistent session
+  // (and a fixed client id) the broker keeps queueing for it while it is
+  // away, across broker restarts when the broker has persistence on.
   TestSubscriber(const std::string& url, const std::string& filter, int qos = 1,
-                 const std::string& client_id = "");
+                 const std::string& client_id = "", bool persistent_session = false);
   ~TestSubscriber();
   TestSubscriber(const TestSubscriber&) = delete;
   TestSubscriber& operator=(const TestSubscriber&) = delete;
