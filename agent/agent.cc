@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <condition_variable>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -37,15 +38,13 @@ class Agent::Impl {
 
   Status Build(const sinks::SinkRegistry& registry) {
     RETURN_IF_ERROR(CreateDirectories(config_.agent.data_dir).WithContext("agent.data_dir"));
-    ASSIGN_OR_RETURN(dead_letters_,
-                     OpenDeadLetterFile(config_.agent.data_dir + "/dead-letter.jsonl"));
-
     StoreOptions store_options;
     for (const config::SinkConfig& sc : config_.sinks) {
       // One database: the strictest durability any sink asks for.
       if (sc.buffer.sync == config::SyncLevel::kFull) store_options.durability = Durability::kFull;
     }
     ASSIGN_OR_RETURN(store_, Store::Open(StorePath(config_.agent.data_dir), store_options, clock_));
+    DeadLetterStore& dead_letters = store_->dead_letters();
     std::map<std::string, int> queue_of_sink;
     for (const config::SinkConfig& sc : config_.sinks) {
       ASSIGN_OR_RETURN(auto sink, registry.Create(sc));
@@ -57,7 +56,7 @@ class Agent::Impl {
       queue_of_sink[sc.name] = index;
       slot->queue = store_->queue(index);
       slot->loop = std::make_unique<sinks::DeliveryLoop>(sc.name, *slot->sink, *slot->queue,
-                                                          *dead_letters_, clock_);
+                                                          dead_letters, clock_);
       sinks_.push_back(std::move(slot));
     }
 
@@ -68,18 +67,21 @@ class Agent::Impl {
                        for (const std::string& to : pc.to) queues.push_back(queue_of_sink.at(to));
                        return queues;
                      }));
-    pipelines_ = std::make_unique<PipelineRunner>(std::move(pipelines), *store_, *dead_letters_,
+    pipelines_ = std::make_unique<PipelineRunner>(std::move(pipelines), *store_, dead_letters,
                                                   clock_);
     std::vector<std::string> source_names;
     for (const config::SourceConfig& sc : config_.sources) source_names.push_back(sc.name);
     pipelines_->EnableJournal(std::move(source_names));
+    if (const char* topic = std::getenv("SLUICE_TEST_STALL_TOPIC"); topic != nullptr && *topic) {
+      pipelines_->StallOnTopicForTests(topic);
+    }
     RETURN_IF_ERROR(RecoverState());
 
     for (size_t i = 0; i < config_.sources.size(); ++i) {
       const config::SourceConfig& sc = config_.sources[i];
       ASSIGN_OR_RETURN(auto source,
                        MqttSource::Create(sc, static_cast<int>(i), DecodeOptionsFor(config_, sc), *pipelines_,
-                                          *dead_letters_, clock_));
+                                          dead_letters, clock_));
       sources_.push_back(std::move(source));
     }
     return Status::Ok();
@@ -90,10 +92,39 @@ class Agent::Impl {
       sinks::DeliveryLoop* loop = slot->loop.get();
       slot->thread = std::thread([loop] { loop->Run(); });
     }
+    for (const config::SinkConfig& sc : config_.sinks) {
+      LogDebug("sink '", sc.name, "': type ", sc.type, ", buffer max_size ", sc.buffer.max_size,
+               " bytes");
+    }
+    for (const config::SourceConfig& sc : config_.sources) {
+      LogDebug("source '", sc.name, "': ", sc.url, " as client '", sc.client_id, "', ",
+               sc.topics.size(), " topic filter(s) at QoS ", sc.qos);
+    }
     for (auto& source : sources_) source->Start();
     ticker_ = std::thread([this] { Tick(); });
     LogInfo("agent '", config_.agent.id, "' running: ", sources_.size(), " source(s), ",
             config_.pipelines.size(), " pipeline(s), ", sinks_.size(), " sink(s)");
+  }
+
+  bool Responsive() const {
+    // Ten ticks: far beyond a busy second, far below systemd's WatchdogSec.
+    return pipelines_->Responsive(clock_.Now(), Millis(10000));
+  }
+
+  std::string StatusLine() const {
+    uint64_t readings = 0, queued = 0, delivered = 0;
+    size_t connected = 0;
+    for (const auto& source : sources_) {
+      readings += source->counters().messages.load(std::memory_order_relaxed);
+      connected += source->counters().connected.load(std::memory_order_relaxed) ? 1 : 0;
+    }
+    for (const auto& slot : sinks_) {
+      queued += slot->queue->size();
+      delivered += slot->loop->counters().delivered.load(std::memory_order_relaxed);
+    }
+    return std::to_string(connected) + "/" + std::to_string(sources_.size()) +
+           " sources connected, " + std::to_string(readings) + " readings in, " +
+           std::to_string(delivered) + " records delivered, " + std::to_string(queued) + " queued";
   }
 
   void Shutdown() {
@@ -232,7 +263,6 @@ class Agent::Impl {
 
   const config::Config config_;
   const Clock& clock_;
-  std::unique_ptr<DeadLetterStore> dead_letters_;
   std::unique_ptr<Store> store_;  // before the sinks and pipelines that use it
   std::vector<std::unique_ptr<SinkSlot>> sinks_;
   std::unique_ptr<PipelineRunner> pipelines_;
@@ -256,5 +286,7 @@ Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Agent::~Agent() { impl_->Shutdown(); }
 void Agent::Start() { impl_->Start(); }
 void Agent::Shutdown() { impl_->Shutdown(); }
+bool Agent::Responsive() const { return impl_->Responsive(); }
+std::string Agent::StatusLine() const { return impl_->StatusLine(); }
 
 }  // namespace sluice::agent

@@ -8,6 +8,7 @@
 #define SLUICE_AGENT_AGENT_H_
 
 #include <memory>
+#include <string>
 
 #include "config/config.h"
 #include "platform/clock.h"
@@ -30,6 +31,12 @@ class Agent {
   // Stops the sources (no new readings), lets the pipelines finish what they
   // took, and gives the sinks until agent.shutdown_grace to deliver.
   void Shutdown();
+
+  // For the service watchdog: the pipelines make progress (or knowingly
+  // wait for disk space or queue room). Thread-safe.
+  bool Responsive() const;
+  // Live figures for systemd's STATUS= line. Thread-safe.
+  std::string StatusLine() const;
 
   class Impl;
 

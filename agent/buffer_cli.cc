@@ -2,12 +2,37 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
+#include "platform/dead_letter.h"
 #include "platform/store.h"
 
 namespace sluice::agent {
+namespace {
+
+// The oldest `limit` dead letters as JSON lines, read a page at a time so a
+// large --limit does not hold them all in memory.
+int PeekDeadLetters(Store& store, const std::string& path, size_t limit) {
+  constexpr size_t kPage = 256;
+  uint64_t after = 0;
+  while (limit > 0) {
+    auto page = store.ReadDeadLetters(after, std::min(limit, kPage));
+    if (!page.ok()) {
+      std::cerr << path << ": " << page.status().message() << "\n";
+      return 1;
+    }
+    for (const StoredDeadLetter& d : *page) std::cout << DeadLetterJson(d.letter) << "\n";
+    if (page->size() < std::min(limit, kPage)) break;
+    limit -= page->size();
+    after = page->back().seq;
+  }
+  std::cout.flush();
+  return std::cout ? 0 : 1;
+}
+
+}  // namespace
 
 std::string StorePath(const std::string& data_dir) { return data_dir + "/sluice.db"; }
 
@@ -24,6 +49,18 @@ int RunBuffer(const BufferCommand& command) {
   if (!store.ok()) {
     std::cerr << path << ": " << store.status().message() << "\n";
     return 1;
+  }
+  if (command.action == "purge" && command.dead_letters) {
+    auto purged = (*store)->PurgeDeadLetters();
+    if (!purged.ok()) {
+      std::cerr << path << ": " << purged.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "purged " << *purged << " dead letter(s)\n";
+    return 0;
+  }
+  if (command.action == "peek" && command.dead_letters) {
+    return PeekDeadLetters(**store, path, command.limit);
   }
   if (command.action == "purge") {
     auto purged = (*store)->Purge(command.sink);
@@ -88,6 +125,18 @@ int RunBuffer(const BufferCommand& command) {
     } else if (checkpoint.ok()) {
       std::printf("last checkpoint: none\n");
     }
+    auto dead = (*store)->GetDeadLetterStats();
+    if (!dead.ok()) {
+      std::cerr << path << ": " << dead.status().message() << "\n";
+      return 1;
+    }
+    std::printf("dead letters: %llu kept (%llu bytes); %llu in all, %llu dropped by the cap, "
+                "%llu purged\n",
+                static_cast<unsigned long long>(dead->letters),
+                static_cast<unsigned long long>(dead->bytes),
+                static_cast<unsigned long long>(dead->total),
+                static_cast<unsigned long long>(dead->dropped),
+                static_cast<unsigned long long>(dead->purged));
   }
   return 0;
 }

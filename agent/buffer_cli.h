@@ -1,6 +1,11 @@
-// `sluice buffer stats|peek|purge --data-dir DIR [--sink NAME]`: the
-// outbox without the agent. stats and peek open the store read-only and work
-// while the agent runs; purge needs the agent stopped (the store's lock).
+// `sluice buffer stats|peek|purge --data-dir DIR [--sink NAME | --dead-letters]`:
+// the outbox and the dead letters without the agent. stats and peek open the
+// store read-only and work while the agent runs; purge needs the agent
+// stopped (the store's lock).
+//
+//   sluice buffer stats --data-dir /var/lib/sluice       # queues, journal, dead letters
+//   sluice buffer peek --dead-letters --limit 5 --data-dir /var/lib/sluice
+//   sluice buffer purge --dead-letters --data-dir /var/lib/sluice
 #ifndef SLUICE_AGENT_BUFFER_CLI_H_
 #define SLUICE_AGENT_BUFFER_CLI_H_
 
@@ -13,7 +18,8 @@ struct BufferCommand {
   std::string action;  // stats | peek | purge
   std::string data_dir = "/var/lib/sluice";
   std::string sink;    // empty: every sink
-  size_t limit = 10;   // peek: records per sink
+  bool dead_letters = false;  // peek, purge: the dead letters instead of the queues
+  size_t limit = 10;   // peek: records per sink, or dead letters
 };
 
 // Returns the exit code.

@@ -12,6 +12,7 @@
 #include "config/loader.h"
 #include "platform/build_info.h"
 #include "platform/log.h"
+#include "platform/service_notify.h"
 #include "platform/signals.h"
 #include "sinks/sink.h"
 
@@ -74,8 +75,31 @@ int Run(const std::string& path, const std::string& log_level_override) {
     return kExitError;
   }
   (*agent)->Start();
+  // Under systemd (Type=notify): ready once the sources are connecting and
+  // the outbox is open; the watchdog is fed only while the pipelines make
+  // progress, so a hung agent is restarted and rebuilt from disk.
+  ServiceNotifier notifier = ServiceNotifier::FromEnvironment();
+  (void)notifier.Send("READY=1\nSTATUS=" + (*agent)->StatusLine());
+  const Millis wake = std::min(Millis(1000), notifier.watchdog_ping_interval().value_or(Millis(1000)));
+  SteadyTime next_status = RealClock().Now();
+  bool said_unresponsive = false;
   while (true) {
-    std::optional<int> sig = signals.Wait(Millis(1000));
+    std::optional<int> sig = signals.Wait(wake);
+    if (notifier.enabled()) {
+      if (!notifier.watchdog_ping_interval()) {
+        // No watchdog configured: nothing to feed.
+      } else if ((*agent)->Responsive()) {
+        (void)notifier.Send("WATCHDOG=1");
+        said_unresponsive = false;
+      } else if (!said_unresponsive) {
+        LogError("the pipelines have made no progress for 10 s; no longer feeding the watchdog");
+        said_unresponsive = true;
+      }
+      if (RealClock().Now() >= next_status) {
+        (void)notifier.Send("STATUS=" + (*agent)->StatusLine());
+        next_status = RealClock().Now() + Millis(5000);
+      }
+    }
     if (!sig) continue;
     if (*sig == SIGHUP) {
       LogWarn("SIGHUP: reloading the config is not part of this version yet; keeping the running one");
@@ -84,6 +108,7 @@ int Run(const std::string& path, const std::string& log_level_override) {
     LogInfo(*sig == SIGINT ? "SIGINT" : "SIGTERM", " received");
     break;
   }
+  (void)notifier.Send("STOPPING=1\nSTATUS=stopping: checkpointing, delivering within the grace period");
   (*agent)->Shutdown();
   return kExitOk;
 }
@@ -126,18 +151,32 @@ int Main(int argc, char** argv) {
 
   BufferCommand buffer_command;
   CLI::App* buffer = app.add_subcommand(
-      "buffer", "Inspect or empty the outbox (stats and peek work while the agent runs)");
+      "buffer",
+      "Inspect or empty the outbox and the dead letters (stats and peek work while the agent runs)");
   buffer->require_subcommand(1);
   for (const char* action : {"stats", "peek", "purge"}) {
-    std::string help = std::string(action) == "stats"  ? "Queued records, bytes, oldest age and counters per sink"
-                       : std::string(action) == "peek" ? "Print the oldest queued records of each sink"
-                                                       : "Delete queued records (the agent must be stopped)";
+    std::string help =
+        std::string(action) == "stats"
+            ? "Queued records, bytes, oldest age and counters per sink; the journal, the last "
+              "checkpoint and the dead letters"
+        : std::string(action) == "peek"
+            ? "Print the oldest queued records of each sink, or with --dead-letters the oldest "
+              "dead letters as JSON lines"
+            : "Delete queued records, or with --dead-letters the dead letters (the agent must be "
+              "stopped)";
     CLI::App* sub = buffer->add_subcommand(action, help);
     sub->add_option("--data-dir", buffer_command.data_dir, "The agent's agent.data_dir")
         ->capture_default_str();
-    sub->add_option("--sink", buffer_command.sink, "Only this sink");
+    CLI::Option* sink = sub->add_option("--sink", buffer_command.sink, "Only this sink");
+    if (std::string(action) != "stats") {
+      sub->add_flag("--dead-letters", buffer_command.dead_letters,
+                    std::string(action) == "peek" ? "The dead letters instead of the queues"
+                                                  : "Delete the dead letters instead of the queues")
+          ->excludes(sink);
+    }
     if (std::string(action) == "peek") {
-      sub->add_option("--limit", buffer_command.limit, "Records per sink")->capture_default_str();
+      sub->add_option("--limit", buffer_command.limit, "Records per sink, or dead letters")
+          ->capture_default_str();
     }
     sub->callback([&buffer_command, action] { buffer_command.action = action; });
   }

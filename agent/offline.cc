@@ -46,6 +46,21 @@ Status Drain(SinkQueue& queue) {
   return Status::Ok();
 }
 
+// Dead letters as JSON lines on stderr, next to the diagnostics: an offline
+// run keeps nothing. One fwrite per line (stdio locks the stream), so lines
+// never interleave.
+class StderrDeadLetters final : public DeadLetterStore {
+ public:
+  Status Put(const DeadLetter& letter) override {
+    std::string line = DeadLetterJson(letter);
+    line += '\n';
+    if (std::fwrite(line.data(), 1, line.size(), stderr) != line.size()) {
+      return Status::Unavailable("writing a dead letter to stderr");
+    }
+    return Status::Ok();
+  }
+};
+
 }  // namespace
 
 int RunOffline(const std::string& config_path, const std::string& input_path) {
@@ -68,14 +83,13 @@ int RunOffline(const std::string& config_path, const std::string& input_path) {
   auto out_index = (*store)->AddQueue("out", QueueOptions{0, OverflowPolicy::kBlock});
   if (!out_index.ok()) return Fail(std::string(out_index.status().message()));
   SinkQueue* queue = (*store)->queue(*out_index);
-  auto dead_letters = OpenDeadLetterFile("/dev/stderr");
-  if (!dead_letters.ok()) return Fail(std::string(dead_letters.status().message()));
+  StderrDeadLetters dead_letters;
 
   auto pipelines = BuildRuntimes(*config, [&](const config::PipelineConfig& pc) {
     return pc.to.empty() ? std::vector<int>{} : std::vector<int>{*out_index};
   });
   if (!pipelines.ok()) return Fail(std::string(pipelines.status().message()));
-  PipelineRunner runner(std::move(*pipelines), **store, **dead_letters);
+  PipelineRunner runner(std::move(*pipelines), **store, dead_letters);
 
   std::vector<operators::JsonDecoder> decoders;
   for (const config::SourceConfig& s : config->sources) {
@@ -114,7 +128,7 @@ int RunOffline(const std::string& config_path, const std::string& input_path) {
     if (!s.ok()) {
       DeadLetter letter{arrival, "source", config->sources[source].name,
                         topic->get<std::string>(), std::string(s.message()), bytes};
-      (void)(*dead_letters)->Put(letter);
+      (void)dead_letters.Put(letter);
       continue;
     }
     if (!has_arrival) record.arrival_ms = record.event_time_ms;

@@ -1,11 +1,17 @@
 #include "agent/pipeline_runner.h"
 
+#include <thread>
+
 #include "operators/output.h"
 #include "platform/clock.h"
 #include "platform/log.h"
 
 namespace sluice::agent {
 namespace {
+
+int64_t SteadyMillis(SteadyTime t) {
+  return std::chrono::duration_cast<Millis>(t.time_since_epoch()).count();
+}
 
 // FNV-1a 64 of topic, a NUL (never in an MQTT topic), payload: stable across
 // builds and runs, since it is saved in checkpoints.
@@ -97,6 +103,7 @@ class PipelineRunner::Router final : public operators::Emitter {
 PipelineRunner::PipelineRunner(std::vector<std::unique_ptr<PipelineRuntime>> pipelines,
                                Store& store, DeadLetterStore& dead_letters, const Clock& clock)
     : store_(store), dead_letters_(dead_letters), clock_(clock), pipelines_(std::move(pipelines)) {
+  last_tick_done_ms_.store(SteadyMillis(clock_.Now()));
   commit_.outputs.resize(store_.queue_count());
   for (size_t i = 0; i < pipelines_.size(); ++i) {
     int up = pipelines_[i]->upstream;
@@ -141,6 +148,11 @@ Status PipelineRunner::Process(int source, const operators::Record& record,
                                std::string_view topic, std::string_view payload) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return Status::Cancelled("pipelines are stopping");
+  if (!stall_topic_.empty() && topic == stall_topic_) {
+    LogWarn("test hook: stalling the pipelines on a reading on '", topic, "'");
+    while (!closing_.load()) std::this_thread::sleep_for(Millis(100));
+    return Status::Cancelled("pipelines are stopping");
+  }
   const bool journal = source >= 0 && static_cast<size_t>(source) < journaled_.size() &&
                        journaled_[source];
   uint64_t hash = 0;
@@ -255,7 +267,13 @@ Status PipelineRunner::Tick(int64_t now_ms) {
   }
   Status s = CommitOutputs();
   if (!s.ok()) diverged_ = true;  // outputs of closed windows lost: not checkpointed
+  last_tick_done_ms_.store(SteadyMillis(clock_.Now()), std::memory_order_relaxed);
   return s;
+}
+
+bool PipelineRunner::Responsive(SteadyTime now, Millis limit) const {
+  if (waiting_on_store_.load(std::memory_order_relaxed)) return true;
+  return SteadyMillis(now) - last_tick_done_ms_.load(std::memory_order_relaxed) <= limit.count();
 }
 
 Status PipelineRunner::Flush() {
@@ -283,6 +301,11 @@ Status PipelineRunner::CommitOutputs() {
   for (const auto& out : commit_.outputs) any = any || !out.empty();
   if (!any) return Status::Ok();
   Millis backoff(50);
+  waiting_on_store_.store(true, std::memory_order_relaxed);
+  struct Done {
+    std::atomic<bool>& flag;
+    ~Done() { flag.store(false, std::memory_order_relaxed); }
+  } done{waiting_on_store_};
   while (true) {
     Status s = store_.Write(commit_);
     if (s.ok()) break;

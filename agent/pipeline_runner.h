@@ -138,6 +138,16 @@ class PipelineRunner {
 
   const std::vector<std::unique_ptr<PipelineRuntime>>& pipelines() const { return pipelines_; }
 
+  // For the service watchdog: true while the pipelines make progress (a
+  // Tick completed less than `limit` ago) or knowingly wait for the store
+  // (disk full, or a sink's queue full under overflow: block) — waiting for
+  // room is not a hang. Thread-safe.
+  bool Responsive(SteadyTime now, Millis limit) const;
+
+  // Test hook (the watchdog test): a reading on `topic` stalls the pipelines
+  // for good, as a bug in an operator would.
+  void StallOnTopicForTests(std::string topic) { stall_topic_ = std::move(topic); }
+
  private:
   class Router;
   // Runs `p` on one record; outputs collect in commit_.
@@ -166,6 +176,9 @@ class PipelineRunner {
   const Clock& clock_;
   // Close() flags this and wakes a commit retry that holds mu_.
   std::atomic<bool> closing_{false};
+  std::atomic<bool> waiting_on_store_{false};
+  std::atomic<int64_t> last_tick_done_ms_{0};  // steady clock, ms since its epoch
+  std::string stall_topic_;
   std::mutex retry_mu_;
   std::condition_variable retry_wake_;
   std::vector<std::unique_ptr<PipelineRuntime>> pipelines_;

@@ -159,12 +159,27 @@ struct FileSinkConfig {
   int rotate_keep = 5;           // rotated files kept besides the live one
 };
 
+struct SaslConfig {
+  std::string mechanism;  // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+  Secret username;
+  Secret password;
+};
+
+// The producer always runs with enable.idempotence=true and acks=all (the
+// loader refuses properties that would turn either off).
 struct KafkaSinkConfig {
   std::vector<std::string> brokers;
   std::string topic;                       // may hold {field} templates
   std::string key;                         // template; empty: the record's group key
   std::string compression = "none";        // none | gzip | snappy | lz4 | zstd
-  std::map<std::string, Secret> properties;  // passed through to librdkafka
+  std::optional<TlsConfig> tls;            // security.protocol ssl (sasl_ssl with sasl)
+  std::optional<SaslConfig> sasl;          // security.protocol sasl_plaintext without tls
+  Millis linger{5};                        // linger.ms
+  std::optional<uint64_t> batch_size;      // batch.size in bytes; absent: librdkafka's
+  Millis timeout{30000};                   // one delivery attempt (message.timeout.ms)
+  // Passed through to librdkafka last (they win over the keys above);
+  // unknown names are refused when the sink is created.
+  std::map<std::string, Secret> properties;
 };
 
 struct HttpSinkConfig {

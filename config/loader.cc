@@ -54,6 +54,7 @@ const KeyList kLogKeys = {"level", "format"};
 const KeyList kSourceKeys = {"type",    "url",      "tls",      "client_id",    "topics", "qos",
                              "session", "username", "password", "topic_fields", "format", "time"};
 const KeyList kTlsKeys = {"ca", "cert", "key"};
+const KeyList kSaslKeys = {"mechanism", "username", "password"};
 const KeyList kTimeKeys = {"field", "unit"};
 const KeyList kPipelineKeys = {"from", "where", "window", "group_by", "aggregate", "alert", "to"};
 const KeyList kWindowKeys = {"type", "size", "step", "gap", "lateness", "idle"};
@@ -65,11 +66,14 @@ const KeyList kSinkTypes = {"stdout", "file", "kafka", "http", "mqtt"};
 const KeyList kSinkKeys = {"type",   "buffer", "path",        "rotate",     "brokers",
                            "topic",  "key",    "compression", "properties", "url",
                            "method", "batch",  "gzip",        "timeout",    "headers",
-                           "tls",    "qos",    "client_id",   "username",   "password"};
+                           "tls",    "qos",    "client_id",   "username",   "password",
+                           "sasl",   "linger", "batch_size"};
 const std::map<std::string_view, KeyList> kSinkKeysByType = {
     {"stdout", {"type", "buffer"}},
     {"file", {"type", "buffer", "path", "rotate"}},
-    {"kafka", {"type", "buffer", "brokers", "topic", "key", "compression", "properties"}},
+    {"kafka",
+     {"type", "buffer", "brokers", "topic", "key", "compression", "tls", "sasl", "linger",
+      "batch_size", "timeout", "properties"}},
     {"http", {"type", "buffer", "url", "method", "batch", "gzip", "timeout", "headers", "tls"}},
     {"mqtt", {"type", "buffer", "url", "topic", "qos", "client_id", "username", "password", "tls"}},
 };
@@ -254,6 +258,8 @@ class Checker {
   void ReadAgent(const Item& item);
   void ReadSource(const Entry& e);
   std::optional<TlsConfig> ReadTls(const Item& item);
+  std::optional<SaslConfig> ReadSasl(const Item& item);
+  void CheckKafkaProperties(const Item& item);
   void ReadPipeline(const Entry& e);
   std::optional<WindowConfig> ReadWindow(const Item& item);
   void ReadAggregates(const Item& item, PipelineConfig* p);
@@ -1190,10 +1196,77 @@ KafkaSinkConfig Checker::ReadKafkaSink(const MapView& m) {
   if (const Entry* e = m.Find("compression")) {
     if (auto v = AsChoice(e->value, {"none", "gzip", "snappy", "lz4", "zstd"})) k.compression = *v;
   }
+  if (const Entry* e = m.Find("tls")) k.tls = ReadTls(e->value);
+  if (const Entry* e = m.Find("sasl")) k.sasl = ReadSasl(e->value);
+  if (const Entry* e = m.Find("linger")) {
+    if (auto v = AsDuration(e->value, false)) k.linger = *v;
+  }
+  if (const Entry* e = m.Find("batch_size")) {
+    if (auto v = AsSize(e->value, true)) k.batch_size = *v;
+  }
+  if (const Entry* e = m.Find("timeout")) {
+    if (auto v = AsDuration(e->value, true)) k.timeout = *v;
+  }
   if (const Entry* e = m.Find("properties")) {
-    if (auto v = AsSecretMap(e->value, false)) k.properties = std::move(*v);
+    if (auto v = AsSecretMap(e->value, false)) {
+      k.properties = std::move(*v);
+      CheckKafkaProperties(e->value);
+    }
   }
   return k;
+}
+
+std::optional<SaslConfig> Checker::ReadSasl(const Item& item) {
+  std::optional<MapView> m = AsMap(
+      item, "a map such as {mechanism: SCRAM-SHA-512, username: ..., password: ...}", kSaslKeys);
+  if (!m) return std::nullopt;
+  SaslConfig sasl;
+  bool ok = true;
+  if (Require(*m, "mechanism", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")) {
+    if (auto v = AsChoice(m->Find("mechanism")->value, {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"})) {
+      sasl.mechanism = *v;
+    } else {
+      ok = false;
+    }
+  } else {
+    ok = false;
+  }
+  for (auto [key, field] :
+       {std::pair{"username", &sasl.username}, std::pair{"password", &sasl.password}}) {
+    if (!Require(*m, key, "the SASL " + std::string(key) + ", such as ${env:KAFKA_USER}")) {
+      ok = false;
+    } else if (auto v = AsSecret(m->Find(key)->value)) {
+      *field = *v;
+    } else {
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return sasl;
+}
+
+// The sink promises at-least-once without duplicates from the producer's own
+// retries: a property may not turn the idempotent producer or acks=all off.
+void Checker::CheckKafkaProperties(const Item& item) {
+  std::optional<MapView> m = AsMap(item, "a map of names to strings", {});
+  if (!m) return;
+  if (const Entry* e = m->Find("enable.idempotence")) {
+    if (std::optional<Text> t = AsText(e->value, "true")) {
+      if (t->value != "true") {
+        Error(e->value, "expected true (the kafka sink always runs an idempotent producer); got " +
+                            Got(*t));
+      }
+    }
+  }
+  if (const Entry* e = m->Find("acks")) {
+    if (std::optional<Text> t = AsText(e->value, "all")) {
+      if (t->value != "all" && t->value != "-1") {
+        Error(e->value,
+              "expected all or -1 (the kafka sink waits for every in-sync replica); got " +
+                  Got(*t));
+      }
+    }
+  }
 }
 
 HttpSinkConfig Checker::ReadHttpSink(const MapView& m) {

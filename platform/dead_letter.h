@@ -2,12 +2,17 @@
 //
 // Nothing accepted is thrown away: a payload that does not decode, a record a
 // sink refused for good, a reading too late for its window all end here, so
-// an operator can see what went wrong and replay it.
+// an operator can see what went wrong and replay it. The agent keeps them
+// in its store (Store::dead_letters(), a table of sluice.db); `sluice buffer
+// peek --dead-letters` prints them with DeadLetterJson.
+//
+//   DeadLetter letter{now_ms, "source", "plant", topic, "payload is not valid JSON", payload};
+//   RETURN_IF_ERROR(store.dead_letters().Put(letter));
+//   std::cout << DeadLetterJson(letter) << "\n";
 #ifndef SLUICE_PLATFORM_DEAD_LETTER_H_
 #define SLUICE_PLATFORM_DEAD_LETTER_H_
 
 #include <cstdint>
-#include <memory>
 #include <string>
 
 #include "platform/status.h"
@@ -30,10 +35,12 @@ class DeadLetterStore {
   [[nodiscard]] virtual Status Put(const DeadLetter& letter) = 0;
 };
 
-// A JSON-lines file: {"time":..,"origin":..,"source"|"pipeline"|"sink":..,
-// "topic":..,"reason":..,"payload":".."} — a payload that is not UTF-8 is
-// written base64-encoded with "payload_encoding":"base64". Creates the file.
-StatusOr<std::unique_ptr<DeadLetterStore>> OpenDeadLetterFile(const std::string& path);
+// One JSON object on one line (no newline): {"time":..,"origin":..,
+// "source"|"pipeline"|"sink":<name>,"topic":..,"reason":..,"payload":".."}.
+// "topic" is left out when empty. A payload that is not UTF-8 is written
+// base64-encoded with "payload_encoding":"base64" (a topic that is not UTF-8
+// is written base64-encoded too).
+std::string DeadLetterJson(const DeadLetter& letter);
 
 }  // namespace sluice
 

@@ -16,6 +16,13 @@
 //                                           eviction are rowid ranges, no index
 //   journal(seq INTEGER PRIMARY KEY, source, topic, payload BLOB, arrival_ms)
 //   checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB)
+//   dead_letters(seq INTEGER PRIMARY KEY, time_ms, origin, name, topic, reason,
+//                payload BLOB)           counters in meta: dead_letters_total,
+//                                           dead_letters_dropped, dead_letters_purged
+// dead_letters came after version 1 shipped without it; CREATE TABLE IF NOT
+// EXISTS adds it when a writer opens an older file, and an older sluice
+// ignores it, so the version stays 1. A read-only store on a file without it
+// (an older agent still running) sees no dead letters.
 // Sequence numbers are assigned here, never reused once a table has been
 // emptied (a delivery loop's Remove(seq) and a checkpoint's journal_seq must
 // never cover rows written later): a queue's next seq is above queues.last_seq,
@@ -26,6 +33,10 @@
 //
 // Per queue, always: records = appended - delivered - dropped_oldest - purged,
 // and bytes is the sum of the queued bodies' lengths.
+//
+// Dead letters: their count and bytes are read from the table itself (the
+// writer keeps its bytes in memory for the cap); a letter's seq is one more
+// than the total ever put, so numbers are never reused, not even after a purge.
 //
 // Behaviour the interface leaves open:
 // - Caps count body bytes. The global cap leaves each queue what the others
@@ -116,8 +127,24 @@ CREATE TABLE IF NOT EXISTS journal(
   payload BLOB NOT NULL,
   arrival_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS dead_letters(
+  seq INTEGER PRIMARY KEY,
+  time_ms INTEGER NOT NULL,
+  origin TEXT NOT NULL,
+  name TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  payload BLOB NOT NULL);
 INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 1);
 )sql";
+
+// A dead letter's size as DeadLetterStats::bytes counts it, in C++ and in SQL.
+uint64_t DeadLetterBytes(const DeadLetter& l) {
+  return l.origin.size() + l.name.size() + l.topic.size() + l.reason.size() + l.payload.size();
+}
+#define SLUICE_DEAD_LETTER_BYTES_SQL                                                  \
+  "(length(CAST(origin AS BLOB)) + length(CAST(name AS BLOB)) + "                   \
+  "length(CAST(topic AS BLOB)) + length(CAST(reason AS BLOB)) + length(payload))"
 
 // One queue's table; `id` is an integer from the queues table.
 std::string OutboxTable(int64_t id) { return "outbox_" + std::to_string(id); }
@@ -234,6 +261,16 @@ struct Counters {
 class SqliteStore;
 class QueueView;
 
+// Store::dead_letters(): Put goes to the store's table.
+class DeadLetterTable final : public DeadLetterStore {
+ public:
+  explicit DeadLetterTable(SqliteStore& store) : store_(store) {}
+  Status Put(const DeadLetter& letter) override;
+
+ private:
+  SqliteStore& store_;
+};
+
 // Everything known about one sink's queue. Fields written only with both
 // db_mu_ and mu_ held, so either lock is enough to read them; `options`,
 // `index` and `view` are set under db_mu_ + mu_ too.
@@ -281,7 +318,8 @@ class SqliteStore final : public Store {
         clock_(clock),
         memory_(path_ == ":memory:"),
         trouble_log_(LogLevel::kError, kTroubleLogInterval, clock),
-        reserve_path_(path_ + ".reserve") {}
+        reserve_path_(path_ + ".reserve"),
+        dead_letter_table_(*this) {}
 
   ~SqliteStore() override {
     Close();
@@ -311,7 +349,13 @@ class SqliteStore final : public Store {
   StatusOr<std::optional<Checkpoint>> LoadCheckpoint() override;
   StatusOr<std::vector<QueueStats>> Stats() override;
   StatusOr<uint64_t> Purge(const std::string& sink) override;
+  DeadLetterStore& dead_letters() override { return dead_letter_table_; }
+  StatusOr<DeadLetterStats> GetDeadLetterStats() override;
+  StatusOr<std::vector<StoredDeadLetter>> ReadDeadLetters(uint64_t after, size_t limit) override;
+  StatusOr<uint64_t> PurgeDeadLetters() override;
   void Close() override;
+
+  Status PutDeadLetter(const DeadLetter& letter);
 
   // SinkQueue views.
   StatusOr<std::vector<QueuedEnvelope>> PeekQueue(QueueState& q, size_t max, Millis wait);
@@ -328,6 +372,14 @@ class SqliteStore final : public Store {
   Status Quarantine(const std::string& reason);
   Status PrepareStatements();
   Status LoadQueues();
+  // Prepares the dead-letter statements once the table exists; false (and
+  // OK) while it does not, which only a read-only store can see. db_mu_ held.
+  StatusOr<bool> DeadLetterTableReady();
+  // Writer: the table's bytes and the next seq (db_mu_ held).
+  Status LoadDeadLetters();
+  // Counter `key` in meta (0 when not there yet); db_mu_ held.
+  StatusOr<uint64_t> MetaCounter(const char* key);
+  Status SetMetaCounter(const char* key, uint64_t value);
   Status PrepareQueue(QueueState& q, uint64_t last_seq);
   // Read-only: picks up queues the writer added since (db_mu_ held).
   Status LoadNewQueues();
@@ -382,6 +434,13 @@ class SqliteStore final : public Store {
   uint64_t next_journal_seq_ = 1;
   Stmt delete_checkpoints_, insert_checkpoint_, select_checkpoints_, trim_journal_;
   Stmt set_meta_, get_meta_;
+  // Dead letters; prepared by DeadLetterTableReady().
+  bool dead_letters_ready_ = false;
+  Stmt insert_dead_letter_, dead_letter_page_, delete_dead_letters_through_;
+  Stmt read_dead_letters_, count_dead_letters_, delete_all_dead_letters_;
+  uint64_t dead_letter_bytes_ = 0;     // writer: what the table holds (committed)
+  uint64_t next_dead_letter_seq_ = 1;  // writer
+  DeadLetterTable dead_letter_table_;
 
   mutable std::mutex mu_;  // see QueueState; and:
   std::map<std::string, std::unique_ptr<QueueState>> by_sink_;  // every queue in the file
@@ -587,6 +646,7 @@ Status SqliteStore::OpenDb(bool* corrupt, std::string* reason) {
   }
   RETURN_IF_ERROR(PrepareStatements());
   Status s = LoadQueues();
+  if (s.ok() && !options_.read_only) s = LoadDeadLetters();
   if (!s.ok()) return failed(s.code() == StatusCode::kDataLoss ? SQLITE_CORRUPT : SQLITE_ERROR, s);
   return Status::Ok();
 }
@@ -739,9 +799,12 @@ void SqliteStore::CloseDb() {
   for (Stmt* s : {&begin_, &commit_, &rollback_, &insert_journal_, &update_queue_,
                   &insert_queue_, &select_queues_, &queue_records_, &read_journal_,
                   &journal_high_, &journal_count_, &delete_checkpoints_, &insert_checkpoint_,
-                  &select_checkpoints_, &trim_journal_, &set_meta_, &get_meta_}) {
+                  &select_checkpoints_, &trim_journal_, &set_meta_, &get_meta_,
+                  &insert_dead_letter_, &dead_letter_page_, &delete_dead_letters_through_,
+                  &read_dead_letters_, &count_dead_letters_, &delete_all_dead_letters_}) {
     s->Finalize();
   }
+  dead_letters_ready_ = false;
   for (auto& [sink, q] : by_sink_) {
     for (Stmt* s : {&q->insert, &q->peek, &q->oldest_page, &q->count_through,
                     &q->delete_through, &q->oldest_ms}) {
@@ -1497,6 +1560,211 @@ Status QueueView::Remove(uint64_t through_seq) { return store_.RemoveFromQueue(q
 void QueueView::Close() { store_.CloseQueue(q_); }
 
 size_t QueueView::size() const { return store_.QueueSize(q_); }
+
+
+// ---------------------------------------------------------------- dead letters
+
+Status DeadLetterTable::Put(const DeadLetter& letter) { return store_.PutDeadLetter(letter); }
+
+StatusOr<bool> SqliteStore::DeadLetterTableReady() {
+  if (dead_letters_ready_) return true;
+  int code = SQLITE_OK;
+  auto tables = Strings(
+      "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='dead_letters'", &code);
+  if (!tables.ok()) return tables.status();
+  if (tables->empty() || (*tables)[0] == "0") return false;
+  struct Item {
+    Stmt* stmt;
+    const char* sql;
+  };
+  const Item items[] = {
+      {&insert_dead_letter_,
+       "INSERT INTO dead_letters(seq, time_ms, origin, name, topic, reason, payload) "
+       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+      {&dead_letter_page_, "SELECT seq, " SLUICE_DEAD_LETTER_BYTES_SQL
+                           " FROM dead_letters WHERE seq>?1 ORDER BY seq LIMIT ?2"},
+      {&delete_dead_letters_through_, "DELETE FROM dead_letters WHERE seq<=?1"},
+      {&read_dead_letters_,
+       "SELECT seq, time_ms, origin, name, topic, reason, payload FROM dead_letters "
+       "WHERE seq>?1 ORDER BY seq LIMIT ?2"},
+      {&count_dead_letters_, "SELECT count(*), ifnull(sum(" SLUICE_DEAD_LETTER_BYTES_SQL
+                             "), 0), ifnull(max(seq), 0) FROM dead_letters"},
+      {&delete_all_dead_letters_, "DELETE FROM dead_letters"},
+  };
+  for (const Item& item : items) {
+    int rc = item.stmt->Prepare(db_, item.sql);
+    if (rc != SQLITE_OK) return Sql(rc, std::string("preparing \"") + item.sql + "\"");
+  }
+  dead_letters_ready_ = true;
+  return true;
+}
+
+StatusOr<uint64_t> SqliteStore::MetaCounter(const char* key) {
+  Query q(get_meta_);
+  q.Text(1, key);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) return uint64_t{0};
+  if (rc != SQLITE_ROW) return Sql(rc, std::string("reading ") + key);
+  return q.ColU64(0);
+}
+
+Status SqliteStore::SetMetaCounter(const char* key, uint64_t value) {
+  Query q(set_meta_);
+  q.Text(1, key).U64(2, value);
+  int rc = q.Step();
+  return rc == SQLITE_DONE ? Status::Ok() : Sql(rc, std::string("updating ") + key);
+}
+
+Status SqliteStore::LoadDeadLetters() {
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  ASSIGN_OR_RETURN(bool ready, DeadLetterTableReady());
+  if (!ready) return Status::Internal("store " + path_ + ": the dead_letters table is missing");
+  Query q(count_dead_letters_);
+  int rc = q.Step();
+  if (rc != SQLITE_ROW) return Sql(rc, "counting dead letters");
+  dead_letter_bytes_ = q.ColU64(1);
+  const uint64_t newest = q.ColU64(2);
+  ASSIGN_OR_RETURN(uint64_t total, MetaCounter("dead_letters_total"));
+  next_dead_letter_seq_ = std::max(newest, total) + 1;
+  return Status::Ok();
+}
+
+Status SqliteStore::PutDeadLetter(const DeadLetter& letter) {
+  if (options_.read_only) return ReadOnlyError();
+  const uint64_t cap = options_.max_dead_letter_bytes;
+  // A letter above the cap on its own keeps what fits of its payload, and
+  // says so: the reason and where it came from matter more than the bytes.
+  DeadLetter cut;
+  const DeadLetter* kept = &letter;
+  if (cap > 0 && DeadLetterBytes(letter) > cap) {
+    cut = letter;
+    cut.payload.clear();
+    cut.reason += " (payload of " + std::to_string(letter.payload.size()) +
+                  " bytes cut to fit the dead-letter cap of " + std::to_string(cap) + " bytes)";
+    const uint64_t rest = DeadLetterBytes(cut);
+    cut.payload = letter.payload.substr(0, rest < cap ? cap - rest : 0);
+    kept = &cut;
+  }
+  const uint64_t size = DeadLetterBytes(*kept);
+
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  const uint64_t seq = next_dead_letter_seq_;
+  uint64_t dropped = 0, freed = 0;
+  Status s = InTransaction("writing a dead letter", [&]() -> Status {
+    dropped = freed = 0;
+    if (!dead_letters_ready_) return Status::Internal("store " + path_ + ": no dead_letters table");
+    if (cap > 0 && dead_letter_bytes_ + size > cap) {  // the oldest go
+      const uint64_t need = dead_letter_bytes_ + size - cap;
+      uint64_t through = 0;
+      while (freed < need) {
+        Query page(dead_letter_page_);
+        page.U64(1, through).Int(2, kPageRows);
+        int rc = SQLITE_DONE, rows = 0;
+        while (freed < need && (rc = page.Step()) == SQLITE_ROW) {
+          ++rows;
+          through = page.ColU64(0);
+          freed += page.ColU64(1);
+          ++dropped;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+          return Sql(rc, "finding the oldest dead letters");
+        }
+        if (rows == 0) break;  // none left
+      }
+      if (dropped > 0) {
+        Query del(delete_dead_letters_through_);
+        del.U64(1, through);
+        int rc = del.Step();
+        if (rc != SQLITE_DONE) return Sql(rc, "deleting the oldest dead letters");
+        ASSIGN_OR_RETURN(uint64_t before, MetaCounter("dead_letters_dropped"));
+        RETURN_IF_ERROR(SetMetaCounter("dead_letters_dropped", before + dropped));
+      }
+    }
+    Query ins(insert_dead_letter_);
+    ins.U64(1, seq).Int(2, kept->time_ms).Text(3, kept->origin).Text(4, kept->name)
+        .Text(5, kept->topic).Text(6, kept->reason).Blob(7, kept->payload);
+    int rc = ins.Step();
+    if (rc != SQLITE_DONE) return Sql(rc, "writing a dead letter");
+    // seq is one more than the total: it doubles as the counter.
+    return SetMetaCounter("dead_letters_total", seq);
+  });
+  if (!s.ok()) {
+    NoteFailure(s);
+    return s;
+  }
+  NoteSuccess();
+  next_dead_letter_seq_ = seq + 1;
+  dead_letter_bytes_ = dead_letter_bytes_ - std::min(dead_letter_bytes_, freed) + size;
+  return Status::Ok();
+}
+
+StatusOr<DeadLetterStats> SqliteStore::GetDeadLetterStats() {
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  DeadLetterStats st;
+  ASSIGN_OR_RETURN(bool ready, DeadLetterTableReady());
+  if (!ready) return st;  // read-only, on a file from before dead letters were kept here
+  Query q(count_dead_letters_);
+  int rc = q.Step();
+  if (rc != SQLITE_ROW) return Sql(rc, "counting dead letters");
+  st.letters = q.ColU64(0);
+  st.bytes = q.ColU64(1);
+  ASSIGN_OR_RETURN(st.total, MetaCounter("dead_letters_total"));
+  ASSIGN_OR_RETURN(st.dropped, MetaCounter("dead_letters_dropped"));
+  ASSIGN_OR_RETURN(st.purged, MetaCounter("dead_letters_purged"));
+  return st;
+}
+
+StatusOr<std::vector<StoredDeadLetter>> SqliteStore::ReadDeadLetters(uint64_t after, size_t limit) {
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  std::vector<StoredDeadLetter> out;
+  ASSIGN_OR_RETURN(bool ready, DeadLetterTableReady());
+  if (!ready || limit == 0) return out;
+  Query q(read_dead_letters_);
+  q.U64(1, after).U64(2, limit);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    StoredDeadLetter d;
+    d.seq = q.ColU64(0);
+    d.letter.time_ms = q.ColInt(1);
+    d.letter.origin = q.ColBytes(2);
+    d.letter.name = q.ColBytes(3);
+    d.letter.topic = q.ColBytes(4);
+    d.letter.reason = q.ColBytes(5);
+    d.letter.payload = q.ColBytes(6);
+    out.push_back(std::move(d));
+  }
+  if (rc != SQLITE_DONE) return Sql(rc, "reading dead letters");
+  return out;
+}
+
+StatusOr<uint64_t> SqliteStore::PurgeDeadLetters() {
+  if (options_.read_only) return ReadOnlyError();
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  uint64_t purged = 0;
+  auto purge = [&]() -> Status {
+    if (!dead_letters_ready_) return Status::Internal("store " + path_ + ": no dead_letters table");
+    {
+      Query count(count_dead_letters_);
+      int rc = count.Step();
+      if (rc != SQLITE_ROW) return Sql(rc, "counting dead letters");
+      purged = count.ColU64(0);
+    }
+    RETURN_IF_ERROR(Exec(delete_all_dead_letters_, "purging dead letters"));
+    ASSIGN_OR_RETURN(uint64_t before, MetaCounter("dead_letters_purged"));
+    return SetMetaCounter("dead_letters_purged", before + purged);
+  };
+  Status s = InTransaction("purging dead letters", purge);
+  if (s.code() == StatusCode::kResourceExhausted && ReleaseReserve()) {
+    s = InTransaction("purging dead letters", purge);
+  }
+  if (!s.ok()) {
+    NoteFailure(s);
+    return s;
+  }
+  NoteSuccess();
+  dead_letter_bytes_ = 0;
+  return purged;
+}
 
 }  // namespace
 

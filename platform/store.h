@@ -2,9 +2,9 @@
 //
 // It holds, per sink, the queue of output records waiting for delivery (the
 // outbox), the ingest journal of readings that are only in window or alert
-// state, and the operators' checkpoints. One transaction can touch all of
-// them, so "this reading is in the journal and its outputs are queued" is
-// one commit — the commit after which the MQTT ack may go out.
+// state, the operators' checkpoints, and the dead letters. One transaction
+// can touch all of them, so "this reading is in the journal and its outputs
+// are queued" is one commit — the commit after which the MQTT ack may go out.
 //
 //   ASSIGN_OR_RETURN(auto store, Store::Open(dir + "/sluice.db", options, clock));
 //   ASSIGN_OR_RETURN(int cloud, store->AddQueue("cloud", {256 << 20, Overflow::kDropOldest}));
@@ -14,6 +14,7 @@
 //   c.outputs[cloud].push_back(envelope);
 //   RETURN_IF_ERROR(store->Write(c));            // one transaction
 //   SinkQueue* q = store->queue(cloud);          // Peek/Remove for the delivery loop
+//   RETURN_IF_ERROR(store->dead_letters().Put(letter));  // one transaction
 //
 // Thread-safe: sources (via the pipeline runner) write, one delivery thread
 // per sink reads and removes, `sluice buffer` may read from another process.
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "platform/clock.h"
+#include "platform/dead_letter.h"
 #include "platform/envelope.h"
 #include "platform/outbox.h"
 #include "platform/status.h"
@@ -45,6 +47,10 @@ struct StoreOptions {
   // Hard cap on the database file (PRAGMA max_page_count); 0: none. Past it
   // Write fails with kResourceExhausted exactly as on a full disk.
   uint64_t max_db_bytes = 0;
+  // Cap on the dead letters' bytes (see DeadLetterStats::bytes); 0: none.
+  // Past it the oldest dead letters are deleted (counted), so a flood of bad
+  // payloads cannot fill the disk and stop the outbox.
+  uint64_t max_dead_letter_bytes = 64ull << 20;
 };
 
 struct QueueOptions {
@@ -73,6 +79,23 @@ struct JournalEntry {
   std::string topic;
   std::string payload;
   int64_t arrival_ms = 0;
+};
+
+// Dead-letter figures, kept in the database and updated in the same
+// transaction as the rows they count.
+struct DeadLetterStats {
+  uint64_t letters = 0;  // kept now
+  uint64_t bytes = 0;    // their origin, name, topic, reason and payload bytes
+  uint64_t total = 0;    // ever put
+  uint64_t dropped = 0;  // deleted, oldest first, to stay under the cap
+  uint64_t purged = 0;   // deleted by PurgeDeadLetters()
+  // Always: letters == total - dropped - purged.
+};
+
+// One kept dead letter; `seq` grows with each Put.
+struct StoredDeadLetter {
+  uint64_t seq = 0;
+  DeadLetter letter;
 };
 
 // What one Write() makes durable, atomically.
@@ -133,6 +156,21 @@ class Store {
   virtual StatusOr<std::vector<QueueStats>> Stats() = 0;
   // Deletes every queued record of `sink` (all sinks when empty); returns how many.
   virtual StatusOr<uint64_t> Purge(const std::string& sink) = 0;
+
+  // The dead-letter table. Each Put is one transaction: at the cap
+  // (StoreOptions::max_dead_letter_bytes) the oldest letters are deleted and
+  // counted as dropped in it; a letter bigger than the cap on its own is kept
+  // with its payload cut to fit (the reason says so). Disk full / I/O error:
+  // kResourceExhausted / kUnavailable and nothing written (the caller keeps
+  // the message or batch and retries). Keeps working after Close(); fails
+  // with kFailedPrecondition on a read-only store.
+  virtual DeadLetterStore& dead_letters() = 0;
+  virtual StatusOr<DeadLetterStats> GetDeadLetterStats() = 0;
+  // At most `limit` dead letters with seq > after, oldest first.
+  virtual StatusOr<std::vector<StoredDeadLetter>> ReadDeadLetters(uint64_t after,
+                                                                  size_t limit) = 0;
+  // Deletes every dead letter; returns how many.
+  virtual StatusOr<uint64_t> PurgeDeadLetters() = 0;
 
   // Wakes every waiter (blocked writers, delivery Peeks) and refuses new writes.
   virtual void Close() = 0;

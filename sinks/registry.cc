@@ -1,4 +1,6 @@
 #include "sinks/file_sink.h"
+#include "sinks/kafka_sink.h"
+#include "sinks/http_sink.h"
 #include "sinks/mqtt_sink.h"
 #include "sinks/sink.h"
 
@@ -26,6 +28,12 @@ void RegisterBuiltins(SinkRegistry& registry) {
   (void)registry.Register("stdout", [](const config::SinkConfig&) { return NewStdoutSink(); });
   (void)registry.Register("file", [](const config::SinkConfig& c) {
     return NewFileSink(std::get<config::FileSinkConfig>(c.spec));
+  });
+  (void)registry.Register("kafka", [](const config::SinkConfig& c) {
+    return NewKafkaSink(c.name, std::get<config::KafkaSinkConfig>(c.spec));
+  });
+  (void)registry.Register("http", [](const config::SinkConfig& c) {
+    return NewHttpSink(c.name, std::get<config::HttpSinkConfig>(c.spec));
   });
   (void)registry.Register("mqtt", [](const config::SinkConfig& c) {
     return NewMqttSink(c.name, std::get<config::MqttSinkConfig>(c.spec));

@@ -85,7 +85,7 @@ class SinkRegistry {
   std::map<std::string, SinkFactory> factories_;
 };
 
-// stdout and file.
+// stdout, file, http, kafka and mqtt.
 void RegisterBuiltins(SinkRegistry& registry);
 
 }  // namespace sluice::sinks

@@ -8,6 +8,9 @@ packages=(
   libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
   libsqlite3-dev nlohmann-json3-dev libcli11-dev catch2 libyaml-cpp-dev
   libbenchmark-dev mosquitto mosquitto-clients openssl
+  systemd
+  librdkafka-dev
+  libcurl4-openssl-dev zlib1g-dev libcpp-httplib-dev
 )
 
 missing=()

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -142,7 +143,7 @@ class Rig {
   Mosquitto& broker() { return broker_; }
   const TempDir& dir() const { return dir_; }
   std::string sink_path() const { return dir_.File("out.jsonl"); }
-  std::string dead_letter_path() const { return dir_.File("data/dead-letter.jsonl"); }
+  std::string data_dir() const { return dir_.File("data"); }
   std::string config_path() const { return dir_.File("sluice.yaml"); }
   std::string client_id() const { return options_.client_id; }
   std::string AgentLog() const { return ReadFile(dir_.File("agent.log")); }
@@ -185,6 +186,39 @@ class Rig {
     INFO("agent log:\n" << AgentLog() << "\nbroker log:\n" << broker_.Log());
     REQUIRE(agent_->Running());
     REQUIRE(subscribed);
+  }
+
+  // Runs `sluice buffer <args> --data-dir <data>` to its end.
+  struct CliRun {
+    std::optional<int> exit_code;  // nullopt: still running after 60 s (then killed)
+    std::vector<std::string> out;  // stdout lines
+    std::string err;
+  };
+  CliRun Buffer(std::vector<std::string> args) {
+    const std::string out_path = dir_.File("buffer.out");
+    const std::string err_path = dir_.File("buffer.err");
+    WriteFile(out_path, "");  // the child appends
+    WriteFile(err_path, "");
+    ChildOptions io;
+    io.stdout_path = out_path;
+    io.stderr_path = err_path;
+    args.insert(args.begin(), {SluiceBinary(), "buffer"});
+    args.insert(args.end(), {"--data-dir", data_dir()});
+    ChildProcess cli(args, io);
+    CliRun run;
+    run.exit_code = cli.WaitExit(60s);
+    run.out = ReadLines(out_path);
+    run.err = ReadFile(err_path);
+    return run;
+  }
+  // The dead letters as `sluice buffer peek --dead-letters` prints them (the
+  // store opened read-only: the agent may be running). Fails the test when
+  // the command does.
+  std::vector<std::string> PeekDeadLetters() {
+    CliRun run = Buffer({"peek", "--dead-letters", "--limit", "100000"});
+    INFO("sluice buffer peek --dead-letters: " << run.err);
+    REQUIRE(run.exit_code == 0);
+    return run.out;
   }
 
   // SIGTERM; the exit code (nullopt if it did not exit within `timeout`).
@@ -383,7 +417,7 @@ TEST_CASE("agent: a persistent session gets what was published while the agent w
   CHECK(rig.StopAgent() == 0);
 }
 
-TEST_CASE("agent: malformed payloads go to the dead-letter file, good ones flow on",
+TEST_CASE("agent: malformed payloads go to the dead-letter table, good ones flow on",
           "[integration][mqtt]") {
   Rig rig;
   rig.WriteConfig({});
@@ -415,11 +449,11 @@ TEST_CASE("agent: malformed payloads go to the dead-letter file, good ones flow 
 
   SinkReader sink(rig.sink_path());
   std::vector<std::string> letters;
-  LineTail dead(rig.dead_letter_path());
   bool done = WaitUntil(
       [&] {
         sink.Poll();
-        dead.ReadNew(&letters);
+        // Asks the CLI only once the good ones are through: a process each time.
+        if (sink.HasAll(good)) letters = rig.PeekDeadLetters();
         return sink.HasAll(good) && letters.size() >= bad.size();
       },
       kPatience);
@@ -428,7 +462,7 @@ TEST_CASE("agent: malformed payloads go to the dead-letter file, good ones flow 
   REQUIRE(done);
   REQUIRE(rig.StopAgent() == 0);
   sink.Poll();
-  dead.ReadNew(&letters);
+  letters = rig.PeekDeadLetters();
 
   CHECK(sink.records().size() == good.size());  // nothing bad slipped into the sink
   std::multiset<std::string> dead_payloads;
@@ -436,6 +470,7 @@ TEST_CASE("agent: malformed payloads go to the dead-letter file, good ones flow 
     json letter = json::parse(line, nullptr, false);
     INFO(line);
     REQUIRE(letter.is_object());
+    CHECK(letter["origin"] == "source");
     CHECK(letter["source"] == "plant");
     CHECK(letter["topic"] == "sensors/site-09/dev-bad");
     REQUIRE(letter["reason"].is_string());
@@ -444,6 +479,78 @@ TEST_CASE("agent: malformed payloads go to the dead-letter file, good ones flow 
     dead_payloads.insert(letter["payload"].get<std::string>());
   }
   CHECK(dead_payloads == bad);
+}
+
+TEST_CASE("buffer: peek --dead-letters shows bad payloads with their reasons while the agent runs, "
+          "purge --dead-letters empties them once it stopped",
+          "[integration][mqtt][cli]") {
+  Rig rig;
+  rig.WriteConfig({});
+  rig.StartAgent();
+  const std::string binary("\xff\xfe\x00garbage", 10);
+  TestPublisher pub(rig.broker().url());
+  pub.Publish("sensors/site-09/dev-bad", "this is not JSON", 1);
+  pub.Publish("sensors/site-09/dev-bin", binary, 1);
+
+  std::vector<std::string> letters;
+  bool seen = WaitUntil(
+      [&] {
+        letters = rig.PeekDeadLetters();  // read-only, next to the running agent
+        return letters.size() >= 2;
+      },
+      kPatience);
+  INFO("agent log:\n" << rig.AgentLog());
+  REQUIRE(seen);
+  REQUIRE(letters.size() == 2);
+  json text = json::parse(letters[0], nullptr, false);
+  INFO(letters[0]);
+  REQUIRE(text.is_object());
+  CHECK(text["origin"] == "source");
+  CHECK(text["source"] == "plant");
+  CHECK(text["topic"] == "sensors/site-09/dev-bad");
+  CHECK(text["payload"] == "this is not JSON");
+  CHECK_FALSE(text.contains("payload_encoding"));
+  REQUIRE(text["reason"].is_string());
+  CHECK(text["reason"].get<std::string>().find("JSON") != std::string::npos);
+  REQUIRE(text["time"].is_number_integer());
+  CHECK(text["time"].get<int64_t>() > 0);
+  json bin = json::parse(letters[1], nullptr, false);
+  INFO(letters[1]);
+  REQUIRE(bin.is_object());
+  CHECK(bin["topic"] == "sensors/site-09/dev-bin");
+  CHECK(bin["payload"] == "//4AZ2FyYmFnZQ==");  // base64 of the 10 bytes
+  CHECK(bin["payload_encoding"] == "base64");
+
+  auto limited = rig.Buffer({"peek", "--dead-letters", "--limit", "1"});
+  CHECK(limited.exit_code == 0);
+  CHECK(limited.out == std::vector<std::string>{letters[0]});  // oldest first
+  auto stats = rig.Buffer({"stats"});
+  CHECK(stats.exit_code == 0);
+  std::string stats_text;
+  for (const std::string& line : stats.out) stats_text += line + "\n";
+  INFO(stats_text << stats.err);
+  CHECK(stats_text.find("dead letters: 2 kept") != std::string::npos);
+  CHECK(stats_text.find("2 in all, 0 dropped by the cap, 0 purged") != std::string::npos);
+
+  // Purging needs the agent stopped: the store's writer lock refuses it.
+  auto refused = rig.Buffer({"purge", "--dead-letters"});
+  CHECK(refused.exit_code == 1);
+  CHECK(refused.err.find("in use") != std::string::npos);
+  CHECK(rig.PeekDeadLetters().size() == 2);
+  auto usage = rig.Buffer({"purge", "--dead-letters", "--sink", "archive"});
+  CHECK(usage.exit_code == 2);
+
+  REQUIRE(rig.StopAgent() == 0);
+  auto purged = rig.Buffer({"purge", "--dead-letters"});
+  INFO(purged.err);
+  CHECK(purged.exit_code == 0);
+  CHECK(purged.out == std::vector<std::string>{"purged 2 dead letter(s)"});
+  CHECK(rig.PeekDeadLetters().empty());
+  stats = rig.Buffer({"stats"});
+  stats_text.clear();
+  for (const std::string& line : stats.out) stats_text += line + "\n";
+  CHECK(stats_text.find("dead letters: 0 kept (0 bytes); 2 in all, 0 dropped by the cap, 2 purged") !=
+        std::string::npos);
 }
 
 TEST_CASE("validate: a typo in a key is reported with its position and a suggestion",

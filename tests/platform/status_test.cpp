@@ -24,7 +24,7 @@ Status CheckEven(int x) {
 
 }  // namespace
 
-TEST_CASE("Status carries a code and a message; OK carries nothing") {
+TEST_CASE("Status carries a code and a message, and OK carries nothing") {
   Status ok;
   CHECK(ok.ok());
   CHECK(ok.code() == StatusCode::kOk);

@@ -1,8 +1,10 @@
 // The SQLite store (platform/store.h): queues, overflow policies, journal,
-// checkpoints, corruption quarantine, the writer lock, read-only readers and
-// a full disk (a real 2 MiB tmpfs when running as root, and max_page_count).
+// checkpoints, corruption quarantine, the writer lock, read-only readers, a
+// full disk (a real 2 MiB tmpfs when running as root, and max_page_count),
+// and the dead letters (cap, counters, a database from before their table).
 #include <catch2/catch.hpp>
 
+#include <sqlite3.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -970,4 +972,267 @@ TEST_CASE("store: a delete that cannot be committed stays hidden, then happens")
   auto store = OpenOk(path);
   int q = AddOk(*store, "q");
   CHECK(Drain(*store->queue(q)) == expected);
+}
+
+// ---------------------------------------------------------------- dead letters
+
+namespace {
+
+DeadLetter Letter(int n, std::string payload = "") {
+  if (payload.empty()) payload = "bad payload " + std::to_string(n);
+  return DeadLetter{1000 + n, "source", "plant", "sensors/a/" + std::to_string(n),
+                    "payload is not valid JSON", std::move(payload)};
+}
+
+void PutOk(Store& store, const DeadLetter& letter) {
+  Status s = store.dead_letters().Put(letter);
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+}
+
+std::vector<StoredDeadLetter> ReadAllDeadLetters(Store& store, size_t limit = 100000) {
+  auto letters = store.ReadDeadLetters(0, limit);
+  INFO(letters.status().ToString());
+  REQUIRE(letters.ok());
+  return std::move(letters).value();
+}
+
+DeadLetterStats DeadStats(Store& store) {
+  auto stats = store.GetDeadLetterStats();
+  INFO(stats.status().ToString());
+  REQUIRE(stats.ok());
+  INFO("letters " << stats->letters << " total " << stats->total << " dropped " << stats->dropped
+                  << " purged " << stats->purged);
+  CHECK(stats->letters == stats->total - stats->dropped - stats->purged);
+  return *stats;
+}
+
+uint64_t SizeOf(const DeadLetter& l) {
+  return l.origin.size() + l.name.size() + l.topic.size() + l.reason.size() + l.payload.size();
+}
+
+}  // namespace
+
+TEST_CASE("store: dead letters are kept with every byte and read back oldest first") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  std::string binary("\x00\xff\xfe{\x01\"\\\n", 9);
+  const std::vector<DeadLetter> put = {
+      Letter(1, "not json at all"),
+      Letter(2, binary),
+      DeadLetter{3, "sink", "cloud", "", "rejected: 400 bad request", "{\"id\":\"x\"}"},
+      DeadLetter{4, "pipeline", "temp_1m", "sensors/\xc3\xa9/b", "late", std::string(1, '\0')},
+  };
+  {
+    auto store = OpenOk(path);
+    for (const DeadLetter& l : put) PutOk(*store, l);
+    DeadLetterStats st = DeadStats(*store);
+    CHECK(st.letters == 4);
+    CHECK(st.total == 4);
+    uint64_t bytes = 0;
+    for (const DeadLetter& l : put) bytes += SizeOf(l);
+    CHECK(st.bytes == bytes);
+  }
+  auto store = OpenOk(path);  // and it survives a reopen
+  auto got = ReadAllDeadLetters(*store);
+  REQUIRE(got.size() == put.size());
+  for (size_t i = 0; i < put.size(); ++i) {
+    INFO("letter " << i);
+    CHECK(got[i].seq == i + 1);
+    CHECK(got[i].letter.time_ms == put[i].time_ms);
+    CHECK(got[i].letter.origin == put[i].origin);
+    CHECK(got[i].letter.name == put[i].name);
+    CHECK(got[i].letter.topic == put[i].topic);
+    CHECK(got[i].letter.reason == put[i].reason);
+    CHECK(got[i].letter.payload == put[i].payload);
+  }
+  // A limit and a cursor page through them.
+  auto first = store->ReadDeadLetters(0, 2);
+  REQUIRE(first.ok());
+  REQUIRE(first->size() == 2);
+  auto rest = store->ReadDeadLetters(first->back().seq, 10);
+  REQUIRE(rest.ok());
+  REQUIRE(rest->size() == 2);
+  CHECK((*rest)[0].letter.payload == put[2].payload);
+  CHECK(store->ReadDeadLetters(0, 0)->empty());
+  PutOk(*store, Letter(5));  // numbering goes on after a reopen
+  CHECK(ReadAllDeadLetters(*store).back().seq == 5);
+}
+
+TEST_CASE("store: the dead-letter cap deletes the oldest and counts them") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  StoreOptions options;
+  const uint64_t one = SizeOf(Letter(10));  // every Letter(10..99) has this size
+  options.max_dead_letter_bytes = 10 * one + one / 2;
+  {
+    auto store = OpenOk(path, options);
+    for (int n = 10; n < 40; ++n) PutOk(*store, Letter(n));
+    DeadLetterStats st = DeadStats(*store);
+    CHECK(st.total == 30);
+    CHECK(st.letters == 10);
+    CHECK(st.dropped == 20);
+    CHECK(st.bytes == 10 * one);
+    CHECK(st.bytes <= options.max_dead_letter_bytes);
+    auto kept = ReadAllDeadLetters(*store);
+    REQUIRE(kept.size() == 10);
+    CHECK(kept.front().letter.payload == Letter(30).payload);  // the newest ten
+    CHECK(kept.back().letter.payload == Letter(39).payload);
+  }
+  SECTION("the figures survive a reopen and the cap goes on from them") {
+    auto store = OpenOk(path, options);
+    PutOk(*store, Letter(40));
+    DeadLetterStats st = DeadStats(*store);
+    CHECK(st.total == 31);
+    CHECK(st.letters == 10);
+    CHECK(st.dropped == 21);
+    CHECK(ReadAllDeadLetters(*store).front().letter.payload == Letter(31).payload);
+  }
+  SECTION("a letter bigger than the cap alone is kept cut, and says so") {
+    auto store = OpenOk(path, options);
+    PutOk(*store, Letter(50, std::string(5 * options.max_dead_letter_bytes, 'z')));
+    DeadLetterStats st = DeadStats(*store);
+    CHECK(st.letters == 1);
+    CHECK(st.dropped == 30);
+    CHECK(st.bytes <= options.max_dead_letter_bytes);
+    auto kept = ReadAllDeadLetters(*store);
+    REQUIRE(kept.size() == 1);
+    CHECK(kept[0].letter.topic == "sensors/a/50");
+    CHECK(kept[0].letter.reason.find("payload is not valid JSON") == 0);
+    CHECK(kept[0].letter.reason.find("cut to fit the dead-letter cap") != std::string::npos);
+    CHECK(kept[0].letter.payload.size() > 0);
+    CHECK(kept[0].letter.payload == std::string(kept[0].letter.payload.size(), 'z'));
+  }
+}
+
+TEST_CASE("store: dead letters are read while the writer runs, purged only by the writer") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  auto writer = OpenOk(path);
+  StoreOptions ro;
+  ro.read_only = true;
+  auto reader = OpenOk(path, ro);
+  CHECK(DeadStats(*reader).letters == 0);
+  for (int n = 0; n < 3; ++n) PutOk(*writer, Letter(n));
+  CHECK(DeadStats(*reader).letters == 3);  // sees each new commit
+  auto seen = ReadAllDeadLetters(*reader);
+  REQUIRE(seen.size() == 3);
+  CHECK(seen[2].letter.payload == Letter(2).payload);
+  CHECK(reader->dead_letters().Put(Letter(9)).code() == StatusCode::kFailedPrecondition);
+  CHECK(reader->PurgeDeadLetters().status().code() == StatusCode::kFailedPrecondition);
+
+  auto purged = writer->PurgeDeadLetters();
+  REQUIRE(purged.ok());
+  CHECK(*purged == 3);
+  DeadLetterStats st = DeadStats(*reader);
+  CHECK(st.letters == 0);
+  CHECK(st.bytes == 0);
+  CHECK(st.purged == 3);
+  CHECK(st.total == 3);
+  CHECK(ReadAllDeadLetters(*reader).empty());
+  PutOk(*writer, Letter(4));  // numbers are not reused after a purge
+  auto after = ReadAllDeadLetters(*reader);
+  REQUIRE(after.size() == 1);
+  CHECK(after[0].seq == 4);
+
+  writer->Close();  // a sink's last dead letter during shutdown still lands
+  PutOk(*writer, Letter(5));
+  CHECK(DeadStats(*reader).letters == 2);
+}
+
+TEST_CASE("store: dead letters from many threads are all kept") {
+  auto store = OpenOk(":memory:");
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        if (!store->dead_letters().Put(Letter(t * 100 + i)).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(failures == 0);
+  CHECK(DeadStats(*store).letters == 200);
+  auto all = ReadAllDeadLetters(*store);
+  REQUIRE(all.size() == 200);
+  for (size_t i = 0; i < all.size(); ++i) CHECK(all[i].seq == i + 1);
+}
+
+TEST_CASE("store: a dead letter on a full database fails with ResourceExhausted, nothing written") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  StoreOptions options;
+  options.max_db_bytes = 256 * 1024;
+  options.max_dead_letter_bytes = 0;  // only the database's limit
+  auto store = OpenOk(path, options);
+  Status failure;
+  int n = 0;
+  for (; n < 10000 && failure.ok(); ++n) {
+    failure = store->dead_letters().Put(Letter(n, std::string(2000, 'q')));
+  }
+  INFO(failure.ToString());
+  REQUIRE(failure.code() == StatusCode::kResourceExhausted);
+  CHECK(failure.message().find(path) != std::string_view::npos);
+  DeadLetterStats st = DeadStats(*store);
+  CHECK(st.letters == static_cast<uint64_t>(n - 1));
+  CHECK(st.total == static_cast<uint64_t>(n - 1));
+  // Purging makes room again.
+  REQUIRE(store->PurgeDeadLetters().ok());
+  PutOk(*store, Letter(n));
+  CHECK(DeadStats(*store).letters == 1);
+}
+
+// The schema as sluice wrote it before dead letters moved into the store.
+TEST_CASE("store: a database written before the dead-letter table opens and gains it") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    const char* old_schema = R"sql(
+      PRAGMA journal_mode=WAL;
+      CREATE TABLE meta(key TEXT PRIMARY KEY, value);
+      CREATE TABLE queues(
+        id INTEGER PRIMARY KEY, sink TEXT NOT NULL UNIQUE,
+        records INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
+        appended INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,
+        dropped_oldest INTEGER NOT NULL DEFAULT 0, dropped_newest INTEGER NOT NULL DEFAULT 0,
+        purged INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE journal(seq INTEGER PRIMARY KEY, source TEXT NOT NULL, topic TEXT NOT NULL,
+        payload BLOB NOT NULL, arrival_ms INTEGER NOT NULL);
+      CREATE TABLE checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
+      INSERT INTO meta(key, value) VALUES('schema_version', 1);
+      INSERT INTO queues(id, sink, records, bytes, appended, last_seq) VALUES(1, 'cloud', 1, 7, 1, 1);
+      CREATE TABLE outbox_1(seq INTEGER PRIMARY KEY, id TEXT NOT NULL, key TEXT NOT NULL,
+        body BLOB NOT NULL, created_ms INTEGER NOT NULL);
+      INSERT INTO outbox_1 VALUES(1, 'id-old', 'k', '{"a":1}', 5);
+    )sql";
+    char* err = nullptr;
+    int rc = sqlite3_exec(db, old_schema, nullptr, nullptr, &err);
+    INFO((err ? err : ""));
+    sqlite3_free(err);
+    REQUIRE(rc == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  StoreOptions ro;
+  ro.read_only = true;
+  {  // `sluice buffer` while an older agent still runs: no dead letters, no error
+    auto reader = OpenOk(path, ro);
+    DeadLetterStats st = DeadStats(*reader);
+    CHECK(st.letters == 0);
+    CHECK(st.total == 0);
+    CHECK(ReadAllDeadLetters(*reader).empty());
+    CHECK(StatsOf(*reader, "cloud").records == 1);
+  }
+  auto writer = OpenOk(path);
+  StoreOptions ro2 = ro;
+  auto reader = OpenOk(path, ro2);
+  int q = AddOk(*writer, "cloud");
+  auto old = PeekOk(*writer->queue(q), 10);
+  REQUIRE(old.size() == 1);
+  CHECK(old[0].envelope.id == "id-old");
+  PutOk(*writer, Letter(1));
+  CHECK(DeadStats(*writer).letters == 1);
+  CHECK(ReadAllDeadLetters(*reader).size() == 1);  // the reader finds the new table
 }

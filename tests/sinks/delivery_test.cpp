@@ -169,7 +169,7 @@ TEST_CASE("a failed batch is retried exactly as it was, even when more records a
   CHECK(sink.delivered == std::vector<std::string>{"r0", "r1", "late"});
 }
 
-TEST_CASE("batches respect the sink's byte limit; a record larger than it goes alone") {
+TEST_CASE("batches respect the sink's byte limit, and a record larger than it goes alone") {
   ScriptedSink sink;
   sink.max_batch = 100;
   sink.max_bytes = 25;  // ten-byte bodies plus a separator: two per batch

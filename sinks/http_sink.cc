@@ -1,0 +1,515 @@
+#include "sinks/http_sink.h"
+
+#include <curl/curl.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <mutex>
+#include <vector>
+
+#include "platform/build_info.h"
+#include "platform/json_text.h"
+
+namespace sluice::sinks {
+namespace {
+
+// How much of an error response's body goes into the reason.
+constexpr size_t kBodyExcerptBytes = 200;
+// How much of a response body is kept at all; the rest is read and dropped,
+// so a huge body costs no memory and the connection stays reusable.
+constexpr size_t kBodyKeptBytes = 1024;
+// Longest header line looked at (Retry-After, Location, the status line).
+constexpr size_t kHeaderKeptBytes = 2048;
+
+// ---------------------------------------------------------------------------
+// Pure pieces.
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// Printable, valid UTF-8, at most kBodyExcerptBytes (plus "…" when cut): a
+// receiver's body goes into errors, logs and dead-letter reasons.
+std::string Excerpt(std::string_view body) {
+  bool cut = body.size() > kBodyExcerptBytes;
+  std::string s(body.substr(0, kBodyExcerptBytes));
+  // Do not end inside a multi-byte character.
+  for (int i = 0; i < 3 && !s.empty() && !IsValidUtf8(s); ++i) s.pop_back();
+  if (!IsValidUtf8(s)) {
+    for (char& c : s) {
+      if (static_cast<unsigned char>(c) >= 0x80) c = '?';
+    }
+  }
+  for (char& c : s) {
+    if (c == '\r' || c == '\n' || c == '\t') {
+      c = ' ';
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      c = '?';
+    }
+  }
+  s = std::string(Trim(s));
+  if (cut) s += "…";
+  return s;
+}
+
+std::string_view StandardReason(long status) {
+  switch (status) {
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "";
+  }
+}
+
+uint64_t Fnv1a(uint64_t h, std::string_view bytes) {
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+// MurmurHash3's finaliser: spreads every input bit over the output.
+uint64_t Mix(uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+void AppendHex(std::string& out, uint64_t v) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  for (int shift = 60; shift >= 0; shift -= 4) out += kDigits[(v >> shift) & 0xf];
+}
+
+// "https://host:port/path" without user:password@ and without the query
+// (either may hold a token).
+std::string UrlForDisplay(const std::string& url) {
+  CURLU* u = curl_url();
+  if (u == nullptr) return "<url>";
+  std::string shown = "<url>";
+  if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
+    auto part = [&](CURLUPart which) {
+      char* p = nullptr;
+      std::string s;
+      if (curl_url_get(u, which, &p, 0) == CURLUE_OK && p != nullptr) s = p;
+      curl_free(p);
+      return s;
+    };
+    shown = part(CURLUPART_SCHEME) + "://" + part(CURLUPART_HOST);
+    if (std::string port = part(CURLUPART_PORT); !port.empty()) shown += ":" + port;
+    shown += part(CURLUPART_PATH);
+    if (!part(CURLUPART_QUERY).empty()) shown += "?…";
+  }
+  curl_url_cleanup(u);
+  return shown;
+}
+
+void InitCurlOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// ---------------------------------------------------------------------------
+
+class HttpSink : public Sink {
+ public:
+  HttpSink(std::string name, config::HttpSinkConfig config)
+      : name_(std::move(name)), config_(std::move(config)) {
+    request_context_ = "sink '" + name_ + "': " + config_.method + " " + UrlForDisplay(config_.url);
+    user_agent_ = std::string("sluice/") + build_info::kVersion;
+  }
+
+  ~HttpSink() override {
+    if (multi_ != nullptr && easy_ != nullptr) curl_multi_remove_handle(multi_, easy_);
+    if (easy_ != nullptr) curl_easy_cleanup(easy_);
+    if (multi_ != nullptr) curl_multi_cleanup(multi_);
+  }
+
+  Status Init() {
+    for (const auto& [header, value] : config_.headers) {
+      if (header.empty() || header.find_first_of(":\r\n") != std::string::npos) {
+        return Status::InvalidArgument("header name '" + header +
+                                       "' is not a valid HTTP header name");
+      }
+      if (value.value().find_first_of("\r\n") != std::string::npos) {
+        return Status::InvalidArgument("the value of header '" + header +
+                                       "' holds a line break");  // the value is a secret
+      }
+    }
+    InitCurlOnce();
+    {
+      CURLU* u = curl_url();
+      if (u == nullptr) return Status::Internal("curl_url: out of memory");
+      CURLUcode rc = curl_url_set(u, CURLUPART_URL, config_.url.c_str(), 0);
+      curl_url_cleanup(u);
+      if (rc != CURLUE_OK) {
+        return Status::InvalidArgument("url " + UrlForDisplay(config_.url) + ": " +
+                                       curl_url_strerror(rc));
+      }
+    }
+    multi_ = curl_multi_init();
+    easy_ = curl_easy_init();
+    if (multi_ == nullptr || easy_ == nullptr) return Status::Internal("curl: out of memory");
+
+    bool ok = true;
+    auto set = [&](CURLcode rc) { ok = ok && rc == CURLE_OK; };
+    set(curl_easy_setopt(easy_, CURLOPT_URL, config_.url.c_str()));
+    set(curl_easy_setopt(easy_, CURLOPT_PROTOCOLS_STR, "http,https"));
+    set(curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L));
+    // Never: a redirect is reported as an error naming its target.
+    set(curl_easy_setopt(easy_, CURLOPT_FOLLOWLOCATION, 0L));
+    const long timeout_ms = std::max<long>(1, static_cast<long>(config_.timeout.count()));
+    set(curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, timeout_ms));
+    set(curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms));
+    set(curl_easy_setopt(easy_, CURLOPT_TCP_KEEPALIVE, 1L));
+    set(curl_easy_setopt(easy_, CURLOPT_USERAGENT, user_agent_.c_str()));
+    set(curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, curl_error_));
+    set(curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, &HttpSink::OnBody));
+    set(curl_easy_setopt(easy_, CURLOPT_WRITEDATA, this));
+    set(curl_easy_setopt(easy_, CURLOPT_HEADERFUNCTION, &HttpSink::OnHeader));
+    set(curl_easy_setopt(easy_, CURLOPT_HEADERDATA, this));
+    if (config_.method == "PUT") {
+      set(curl_easy_setopt(easy_, CURLOPT_CUSTOMREQUEST, "PUT"));
+    }
+    set(curl_easy_setopt(easy_, CURLOPT_POST, 1L));
+    if (config_.tls) {
+      if (!config_.tls->ca.empty()) set(curl_easy_setopt(easy_, CURLOPT_CAINFO, config_.tls->ca.c_str()));
+      if (!config_.tls->cert.empty()) {
+        set(curl_easy_setopt(easy_, CURLOPT_SSLCERT, config_.tls->cert.c_str()));
+      }
+      if (!config_.tls->key.empty()) set(curl_easy_setopt(easy_, CURLOPT_SSLKEY, config_.tls->key.c_str()));
+    }
+    if (!ok) return Status::Internal("curl: setting the transfer's options failed");
+    return Status::Ok();
+  }
+
+  BatchLimits batch_limits() const override {
+    // The loop counts each body plus one separator; the array's brackets
+    // make the request one byte longer than that, so leave room for it:
+    // max_bytes then bounds the (uncompressed) request body.
+    uint64_t max_bytes = config_.max_bytes > 1 ? config_.max_bytes - 1 : config_.max_bytes;
+    return {static_cast<size_t>(std::max(1, config_.max_records)), max_bytes, config_.max_delay};
+  }
+
+  WriteResult Write(std::span<const Envelope> batch) override {
+    if (aborted_.load()) return {Aborted("shutting down, not sent"), {}, std::nullopt};
+    std::string body = HttpBatchBody(batch);
+    if (config_.gzip) {
+      StatusOr<std::string> compressed = GzipCompress(body);
+      if (!compressed.ok()) {
+        return {compressed.status().WithContext(request_context_), {}, std::nullopt};
+      }
+      body = std::move(*compressed);
+    }
+
+    curl_slist* headers = nullptr;
+    bool ok = true;
+    auto add = [&](const std::string& line) {
+      curl_slist* next = curl_slist_append(headers, line.c_str());
+      if (next == nullptr) ok = false;
+      else headers = next;
+    };
+    add("Content-Type: application/json");
+    if (config_.gzip) add("Content-Encoding: gzip");
+    add("Idempotency-Key: " + HttpIdempotencyKey(batch));
+    // libcurl 7.88 sends "Expect: 100-continue" for bodies over 1 KiB and
+    // then waits up to a second for a server that ignores it.
+    add("Expect:");
+    for (const auto& [header, value] : config_.headers) add(header + ": " + value.value());
+    if (!ok) {
+      curl_slist_free_all(headers);
+      return {Status::ResourceExhausted(request_context_ + ": out of memory"), {}, std::nullopt};
+    }
+
+    curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(easy_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, body.data());
+    response_ = HttpResponse{};
+    response_body_.clear();
+    curl_error_[0] = '\0';
+
+    std::optional<CURLcode> result = Perform();
+    curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, nullptr);
+    curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, nullptr);
+    curl_slist_free_all(headers);
+
+    if (!result) {
+      return {Aborted("shutting down, request abandoned (the batch stays queued)"), {},
+              std::nullopt};
+    }
+    if (*result != CURLE_OK) {
+      connected_.store(false);
+      std::string detail = curl_error_[0] != '\0' ? curl_error_ : curl_easy_strerror(*result);
+      return {Status::Unavailable(request_context_ + ": " + detail), {}, std::nullopt};
+    }
+    connected_.store(true);
+    curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &response_.status);
+    if (response_.reason.empty()) response_.reason = std::string(StandardReason(response_.status));
+    response_.body_excerpt = RedactHeaderValues(Excerpt(response_body_));
+    const int64_t now_ms = std::chrono::duration_cast<Millis>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+    return HttpVerdict(request_context_, response_, now_ms);
+  }
+
+  void Abort() override {
+    aborted_.store(true);
+    // Thread-safe by libcurl's contract; wakes the poll in Perform().
+    if (multi_ != nullptr) curl_multi_wakeup(multi_);
+  }
+
+  std::optional<bool> connected() const override { return connected_.load(); }
+
+ private:
+  Status Aborted(const std::string& what) const {
+    return Status(StatusCode::kAborted, request_context_ + ": " + what);
+  }
+
+  // Runs the transfer on the multi handle (its connection cache keeps the
+  // connection open between batches); nullopt when Abort() cut it short.
+  std::optional<CURLcode> Perform() {
+    if (curl_multi_add_handle(multi_, easy_) != CURLM_OK) return CURLE_OUT_OF_MEMORY;
+    std::optional<CURLcode> result;
+    while (true) {
+      if (aborted_.load()) break;
+      int running = 0;
+      if (curl_multi_perform(multi_, &running) != CURLM_OK) {
+        result = CURLE_FAILED_INIT;
+        break;
+      }
+      int queued = 0;
+      if (CURLMsg* msg = curl_multi_info_read(multi_, &queued);
+          msg != nullptr && msg->msg == CURLMSG_DONE) {
+        result = msg->data.result;
+        break;
+      }
+      if (running == 0) {
+        result = CURLE_FAILED_INIT;  // finished without a message: not expected
+        break;
+      }
+      curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
+    }
+    curl_multi_remove_handle(multi_, easy_);
+    return result;
+  }
+
+  // A receiver that echoes the request must not put a header's secret value
+  // into our logs.
+  std::string RedactHeaderValues(std::string text) const {
+    for (const auto& [header, value] : config_.headers) {
+      const std::string& secret = value.value();
+      if (secret.size() < 4) continue;
+      for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+        text.replace(at, secret.size(), "<secret>");
+      }
+    }
+    return text;
+  }
+
+  static size_t OnBody(char* data, size_t size, size_t count, void* self_ptr) {
+    auto* self = static_cast<HttpSink*>(self_ptr);
+    const size_t bytes = size * count;
+    if (self->response_body_.size() < kBodyKeptBytes) {
+      self->response_body_.append(data, std::min(bytes, kBodyKeptBytes - self->response_body_.size()));
+    }
+    return bytes;  // the rest is read and dropped
+  }
+
+  static size_t OnHeader(char* data, size_t size, size_t count, void* self_ptr) {
+    auto* self = static_cast<HttpSink*>(self_ptr);
+    const size_t bytes = size * count;
+    std::string_view line(data, std::min(bytes, kHeaderKeptBytes));
+    line = Trim(line);
+    if (line.starts_with("HTTP/")) {
+      // A new response (after "100 Continue", say): forget the last one's headers.
+      self->response_ = HttpResponse{};
+      size_t code_at = line.find(' ');
+      size_t reason_at = code_at == std::string_view::npos ? code_at : line.find(' ', code_at + 1);
+      if (reason_at != std::string_view::npos) {
+        self->response_.reason = Excerpt(Trim(line.substr(reason_at + 1)));
+      }
+      return bytes;
+    }
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) return bytes;
+    std::string_view name = Trim(line.substr(0, colon));
+    std::string_view value = Trim(line.substr(colon + 1));
+    if (EqualsIgnoreCase(name, "Retry-After")) {
+      self->response_.retry_after = std::string(value);
+    } else if (EqualsIgnoreCase(name, "Location")) {
+      self->response_.location = Excerpt(value);
+    }
+    return bytes;
+  }
+
+  const std::string name_;
+  const config::HttpSinkConfig config_;
+  std::string request_context_;  // "sink 'ops': POST https://host/path"
+  std::string user_agent_;
+
+  CURLM* multi_ = nullptr;
+  CURL* easy_ = nullptr;
+  char curl_error_[CURL_ERROR_SIZE] = {};
+  HttpResponse response_;      // being filled by OnHeader during a transfer
+  std::string response_body_;  // at most kBodyKeptBytes
+
+  std::atomic<bool> aborted_{false};
+  std::atomic<bool> connected_{false};
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+std::string HttpBatchBody(std::span<const Envelope> batch) {
+  size_t size = 2;
+  for (const Envelope& e : batch) size += e.body.size() + 1;
+  std::string out;
+  out.reserve(size);
+  out += '[';
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (i > 0) out += ',';
+    out += batch[i].body;
+  }
+  out += ']';
+  return out;
+}
+
+std::string HttpIdempotencyKey(std::span<const Envelope> batch) {
+  // Two 64-bit FNV-1a streams with different seeds, each id preceded by its
+  // length (so "ab","c" and "a","bc" differ), finished with a mixer.
+  uint64_t a = 0xcbf29ce484222325ull;
+  uint64_t b = 0x84222325cbf29ce4ull;
+  for (const Envelope& e : batch) {
+    const uint64_t n = e.id.size();
+    const char len[8] = {static_cast<char>(n), static_cast<char>(n >> 8),
+                         static_cast<char>(n >> 16), static_cast<char>(n >> 24),
+                         static_cast<char>(n >> 32), static_cast<char>(n >> 40),
+                         static_cast<char>(n >> 48), static_cast<char>(n >> 56)};
+    a = Fnv1a(Fnv1a(a, std::string_view(len, 8)), e.id);
+    b = Fnv1a(Fnv1a(b, e.id), std::string_view(len, 8));
+  }
+  std::string key;
+  key.reserve(32);
+  AppendHex(key, Mix(a ^ (b >> 1)));
+  AppendHex(key, Mix(b + 0x9e3779b97f4a7c15ull * batch.size()));
+  return key;
+}
+
+StatusOr<std::string> GzipCompress(std::string_view data) {
+  if (data.size() > (1ull << 31)) {
+    return Status::InvalidArgument("gzip: a body of " + std::to_string(data.size()) +
+                                   " bytes is larger than one request may be");
+  }
+  z_stream z{};
+  // windowBits 15 + 16: a gzip header and trailer instead of zlib's.
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+    return Status::Internal("gzip: deflateInit2 failed");
+  }
+  std::string out;
+  out.resize(deflateBound(&z, static_cast<uLong>(data.size())));
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&z, Z_FINISH);
+  const size_t written = out.size() - z.avail_out;
+  deflateEnd(&z);
+  if (rc != Z_STREAM_END) return Status::Internal("gzip: deflate failed (" + std::to_string(rc) + ")");
+  out.resize(written);
+  return out;
+}
+
+std::optional<Millis> ParseRetryAfter(std::string_view value, int64_t now_epoch_ms, Millis cap) {
+  value = Trim(value);
+  if (value.empty() || value.size() > 64) return std::nullopt;
+  if (std::all_of(value.begin(), value.end(),
+                  [](char c) { return c >= '0' && c <= '9'; })) {
+    // Delta-seconds; more digits than fit are simply "longer than the cap".
+    if (value.size() > 9) return cap;
+    int64_t seconds = 0;
+    for (char c : value) seconds = seconds * 10 + (c - '0');
+    return std::min(cap, Millis(seconds * 1000));
+  }
+  // An HTTP-date: "Sun, 06 Nov 1994 08:49:37 GMT" (curl_getdate also reads
+  // the obsolete RFC 850 and asctime forms). Must contain a letter: bare
+  // signs or decimals ("-1", "1.5") are garbage, not a date.
+  if (!std::any_of(value.begin(), value.end(),
+                   [](char c) { return std::isalpha(static_cast<unsigned char>(c)); })) {
+    return std::nullopt;
+  }
+  const std::string text(value);
+  const time_t when = curl_getdate(text.c_str(), nullptr);
+  if (when == static_cast<time_t>(-1)) return std::nullopt;
+  const int64_t delta_ms = static_cast<int64_t>(when) * 1000 - now_epoch_ms;
+  if (delta_ms <= 0) return Millis(0);
+  return std::min(cap, Millis(delta_ms));
+}
+
+WriteResult HttpVerdict(const std::string& request, const HttpResponse& response,
+                        int64_t now_epoch_ms) {
+  const long code = response.status;
+  std::string what = request + ": " + std::to_string(code);
+  if (!response.reason.empty()) what += " " + response.reason;
+  if (code >= 200 && code < 300) return {Status::Ok(), {}, std::nullopt};
+  if (code >= 300 && code < 400) {
+    // Not followed: a POST redirected may turn into a GET, and a redirect
+    // may point anywhere. Nothing is lost; the operator fixes the url.
+    what += ": redirects are not followed; fix the sink's url";
+    what += response.location ? " (the server points to " + *response.location + ")"
+                              : " (no Location given)";
+    return {Status::Unavailable(what), {}, std::nullopt};
+  }
+  if (!response.body_excerpt.empty()) what += ": " + response.body_excerpt;
+  std::optional<Millis> retry_after;
+  if (response.retry_after) retry_after = ParseRetryAfter(*response.retry_after, now_epoch_ms);
+  if (code == 429) return {Status::ResourceExhausted(what), {}, retry_after};
+  if (code == 408 || code >= 500) return {Status::Unavailable(what), {}, retry_after};
+  if (code == 401 || code == 403) return {Status::PermissionDenied(what), {}, std::nullopt};
+  if (code >= 400 && code < 500) return {Status::InvalidArgument(what), {}, std::nullopt};
+  // 1xx as a final answer, or a code outside 100-599: not a verdict we can trust.
+  return {Status::Unavailable(what + ": unexpected HTTP status"), {}, std::nullopt};
+}
+
+StatusOr<std::unique_ptr<Sink>> NewHttpSink(const std::string& sink_name,
+                                            const config::HttpSinkConfig& config) {
+  auto sink = std::make_unique<HttpSink>(sink_name, config);
+  RETURN_IF_ERROR(sink->Init());
+  return std::unique_ptr<Sink>(std::move(sink));
+}
+
+}  // namespace sluice::sinks

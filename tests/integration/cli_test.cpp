@@ -1,0 +1,167 @@
+// The command line as an operator meets it: version, exit codes, --log-level
+// and the three log shapes of a running agent.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <regex>
+#include <sstream>
+
+#include "tests/integration/harness.h"
+
+using namespace sluice::testing;
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string out, err;
+};
+
+Result RunSluice(const TempDir& dir, std::vector<std::string> args,
+                 std::vector<std::pair<std::string, std::string>> env = {}) {
+  static int n = 0;
+  ++n;
+  ChildOptions o;
+  o.env = std::move(env);
+  o.stdout_path = dir.File("out-" + std::to_string(n));
+  o.stderr_path = dir.File("err-" + std::to_string(n));
+  args.insert(args.begin(), SluiceBinary());
+  ChildProcess p(args, o);
+  std::optional<int> code = p.WaitExit(milliseconds(60000));
+  REQUIRE(code.has_value());
+  return {*code, ReadFile(o.stdout_path), ReadFile(o.stderr_path)};
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::string AgentConfig(const TempDir& dir, const Mosquitto& broker, const std::string& log) {
+  return "agent: { id: cli-gw, data_dir: " + dir.File("data") + ", http: off, log: " + log +
+         " }\n"
+         "sources:\n  plant: { url: " + broker.url() + ", topics: [ \"s/#\" ], qos: 1 }\n"
+         "pipelines:\n  raw: { from: plant, to: [ out ] }\n"
+         "sinks:\n  out: { type: file, path: " + dir.File("out.jsonl") + " }\n";
+}
+
+// Starts the agent, waits for its subscription, stops it with SIGTERM and
+// returns its stderr.
+std::string RunAgentOnce(const TempDir& dir, Mosquitto& broker, const std::string& log,
+                         std::vector<std::string> extra_args = {},
+                         std::vector<std::pair<std::string, std::string>> env = {}) {
+  WriteFile(dir.File("sluice.yaml"), AgentConfig(dir, broker, log));
+  ChildOptions o;
+  o.env = std::move(env);
+  static int run = 0;
+  o.stderr_path = dir.File("agent-" + std::to_string(++run) + ".log");
+  std::vector<std::string> args = {SluiceBinary(), "run", "-c", dir.File("sluice.yaml")};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  // Subscribed means started: signals are handled from then on.
+  const int subscribed_before = broker.SubscriptionCount("sluice-cli-gw-plant", "s/#");
+  ChildProcess agent(args, o);
+  REQUIRE(WaitUntil(
+      [&] { return broker.SubscriptionCount("sluice-cli-gw-plant", "s/#") > subscribed_before; },
+      milliseconds(30000)));
+  agent.Signal(SIGTERM);
+  REQUIRE(agent.WaitExit(milliseconds(30000)) == 0);
+  return ReadFile(o.stderr_path);
+}
+
+}  // namespace
+
+TEST_CASE("sluice version names the version, revision, build type and target") {
+  TempDir dir;
+  Result r = RunSluice(dir, {"version"});
+  CHECK(r.exit_code == 0);
+  std::vector<std::string> lines = Lines(r.out);
+  REQUIRE(lines.size() >= 4);
+  CHECK(lines[0].rfind("sluice ", 0) == 0);
+  CHECK(lines[0].size() > 7);
+  CHECK(r.out.find("revision: ") != std::string::npos);
+  CHECK(r.out.find("build type: ") != std::string::npos);
+  CHECK(r.out.find("target: ") != std::string::npos);
+}
+
+TEST_CASE("usage errors exit 2, input errors exit 1, --help exits 0") {
+  TempDir dir;
+  CHECK(RunSluice(dir, {}).exit_code == 2);
+  CHECK(RunSluice(dir, {"frobnicate"}).exit_code == 2);
+  CHECK(RunSluice(dir, {"run", "--no-such-flag"}).exit_code == 2);
+  Result help = RunSluice(dir, {"run", "--help"});
+  CHECK(help.exit_code == 0);
+  CHECK(help.out.find("--log-level") != std::string::npos);
+  Result missing = RunSluice(dir, {"validate", "-c", dir.File("nope.yaml")});
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err.find("nope.yaml") != std::string::npos);
+}
+
+TEST_CASE("a bad --log-level is a usage error that names the accepted levels") {
+  TempDir dir;
+  Mosquitto broker;
+  broker.Start();
+  WriteFile(dir.File("sluice.yaml"), AgentConfig(dir, broker, "{ level: info }"));
+  Result r = RunSluice(dir, {"run", "-c", dir.File("sluice.yaml"), "--log-level", "loud"});
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("debug, info, warn or error") != std::string::npos);
+  CHECK(r.err.find("loud") != std::string::npos);
+}
+
+TEST_CASE("log shapes: text with a timestamp, JSON objects, journal priorities without time") {
+  TempDir dir;
+  Mosquitto broker;
+  broker.Start();
+
+  SECTION("text") {
+    std::string log = RunAgentOnce(dir, broker, "{ level: info, format: text }");
+    std::vector<std::string> lines = Lines(log);
+    REQUIRE(lines.size() >= 2);
+    for (const std::string& line : lines) {
+      INFO(line);
+      CHECK(line.size() > 25);
+      CHECK(line[4] == '-');   // 2026-11-26T...
+      CHECK(line[10] == 'T');
+    }
+    CHECK(log.find("info ") != std::string::npos);
+  }
+  SECTION("json") {
+    std::string log = RunAgentOnce(dir, broker, "{ level: info, format: json }");
+    std::vector<std::string> lines = Lines(log);
+    REQUIRE(lines.size() >= 2);
+    for (const std::string& line : lines) {
+      INFO(line);
+      json j = json::parse(line, nullptr, false);
+      REQUIRE(j.is_object());
+      CHECK(j["level"].is_string());
+      CHECK(j["msg"].is_string());
+      CHECK(j["time"].is_string());
+    }
+  }
+  SECTION("journal, when systemd says stderr is the journal") {
+    std::string log = RunAgentOnce(dir, broker, "{ level: info, format: text }", {},
+                                   {{"JOURNAL_STREAM", "8:12345"}});
+    std::vector<std::string> lines = Lines(log);
+    REQUIRE(lines.size() >= 2);
+    for (const std::string& line : lines) {
+      INFO(line);
+      REQUIRE(line.size() > 3);
+      CHECK(line[0] == '<');
+      CHECK(line[2] == '>');
+      CHECK(std::string("3456").find(line[1]) != std::string::npos);  // err warning notice info
+      // The journal stamps the time itself: no timestamp of our own.
+      CHECK_FALSE(std::regex_search(line, std::regex(R"(^<\d>\d{4}-\d\d-\d\dT)")));
+    }
+  }
+  SECTION("--log-level overrides the config: debug lines appear, and warn hides info") {
+    std::string debug = RunAgentOnce(dir, broker, "{ level: warn }", {"--log-level", "debug"});
+    CHECK(debug.find("debug") != std::string::npos);
+    std::string quiet = RunAgentOnce(dir, broker, "{ level: debug }", {"--log-level", "warn"});
+    CHECK(quiet.find(" info ") == std::string::npos);
+    CHECK(quiet.find(" debug ") == std::string::npos);
+  }
+}
