@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "agent/buffer_cli.h"
+#include "agent/metrics.h"
 #include "agent/mqtt_source.h"
 #include "agent/pipeline_factory.h"
 #include "agent/pipeline_runner.h"
@@ -127,7 +128,69 @@ class Agent::Impl {
            std::to_string(delivered) + " records delivered, " + std::to_string(queued) + " queued";
   }
 
-  void Shutdown() {
+  AgentSnapshot Snapshot(bool scan_store) const {
+    AgentSnapshot out;
+    out.agent_id = config_.agent.id;
+    out.now_ms = ToEpochMillis(clock_.WallNow());
+    out.started_ms = started_ms_;
+    out.uptime_seconds = std::chrono::duration<double>(clock_.Now() - started_at_).count();
+    out.responsive = Responsive();
+    for (const auto& source : sources_) {
+      const SourceCounters& c = source->counters();
+      out.sources.push_back({source->name(), c.messages.load(std::memory_order_relaxed),
+                             c.bytes.load(std::memory_order_relaxed),
+                             c.decode_errors.load(std::memory_order_relaxed),
+                             c.connected.load(std::memory_order_relaxed)});
+    }
+    // Operator figures as of the last tick: never the pipelines' lock.
+    std::vector<operators::OperatorStats> op_stats = pipelines_->PublishedStats();
+    for (size_t i = 0; i < pipelines_->pipelines().size(); ++i) {
+      const PipelineRuntime& p = *pipelines_->pipelines()[i];
+      out.pipelines.push_back({p.name, p.counters.records_in.load(std::memory_order_relaxed),
+                               p.counters.records_out.load(std::memory_order_relaxed),
+                               p.counters.errors.load(std::memory_order_relaxed),
+                               i < op_stats.size() ? op_stats[i] : operators::OperatorStats{}});
+    }
+    // One query of the store's small queues table.
+    StatusOr<std::vector<QueueStats>> queues = store_->Stats();
+    if (!queues.ok()) out.store.error = "queue figures: " + queues.status().ToString();
+    for (size_t i = 0; i < sinks_.size(); ++i) {
+      const SinkSlot& slot = *sinks_[i];
+      AgentSnapshot::Sink sink;
+      sink.name = slot.name;
+      sink.type = i < config_.sinks.size() ? config_.sinks[i].type : "";
+      if (queues.ok()) {
+        for (const QueueStats& q : *queues) {
+          if (q.sink == slot.name) sink.queue = q;
+        }
+      }
+      sink.retried = slot.loop->counters().retried.load(std::memory_order_relaxed);
+      sink.dead_lettered = slot.loop->counters().dead_lettered.load(std::memory_order_relaxed);
+      sink.health = slot.loop->health();
+      out.sinks.push_back(std::move(sink));
+    }
+    out.store.writable = pipelines_->StoreWritable();
+    out.store.last_checkpoint_ms = pipelines_->last_checkpoint_ms();
+    if (scan_store) {
+      auto note = [&](const char* what, const Status& s) {
+        out.store.error += (out.store.error.empty() ? "" : "; ") + std::string(what) + ": " +
+                           s.ToString();
+      };
+      if (auto journal = store_->Journal(); journal.ok()) {
+        out.store.journal = *journal;
+      } else {
+        note("journal", journal.status());
+      }
+      if (auto letters = store_->GetDeadLetterStats(); letters.ok()) {
+        out.store.dead_letters = *letters;
+      } else {
+        note("dead letters", letters.status());
+      }
+    }
+    return out;
+  }
+
+  void Shutdown(Agent::StopFor reason = Agent::StopFor::kExit) {
     if (shut_down_) return;
     shut_down_ = true;
     LogInfo("stopping: no new readings; finishing in-flight work");
@@ -142,7 +205,9 @@ class Agent::Impl {
     // the next start replays the journal from the last checkpoint instead.
     (void)pipelines_->Checkpoint();
     pipelines_->Close();
-    SteadyTime deadline = clock_.Now() + config_.agent.shutdown_grace;
+    Millis grace = config_.agent.shutdown_grace;
+    if (reason == Agent::StopFor::kReload) grace = std::min(grace, Millis(1000));
+    SteadyTime deadline = clock_.Now() + grace;
     for (auto& slot : sinks_) slot->loop->Stop(deadline);
     // A sink blocked in a write (a broker that does not answer) is told to
     // give up once the grace period is over, so the stop stays bounded.
@@ -272,6 +337,8 @@ class Agent::Impl {
   std::condition_variable tick_wake_;
   bool stopping_ = false;
   bool shut_down_ = false;
+  const int64_t started_ms_ = ToEpochMillis(clock_.WallNow());
+  const SteadyTime started_at_ = clock_.Now();
 };
 
 StatusOr<std::unique_ptr<Agent>> Agent::Create(const config::Config& config,
@@ -285,8 +352,9 @@ StatusOr<std::unique_ptr<Agent>> Agent::Create(const config::Config& config,
 Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Agent::~Agent() { impl_->Shutdown(); }
 void Agent::Start() { impl_->Start(); }
-void Agent::Shutdown() { impl_->Shutdown(); }
+void Agent::Shutdown(StopFor reason) { impl_->Shutdown(reason); }
 bool Agent::Responsive() const { return impl_->Responsive(); }
 std::string Agent::StatusLine() const { return impl_->StatusLine(); }
+AgentSnapshot Agent::Snapshot(bool scan_store) const { return impl_->Snapshot(scan_store); }
 
 }  // namespace sluice::agent

@@ -17,6 +17,8 @@
 
 namespace sluice::agent {
 
+struct AgentSnapshot;  // agent/metrics.h
+
 class Agent {
  public:
   // Refuses, with a message naming the part, configs that use what this
@@ -29,14 +31,21 @@ class Agent {
   void Start();
 
   // Stops the sources (no new readings), lets the pipelines finish what they
-  // took, and gives the sinks until agent.shutdown_grace to deliver.
-  void Shutdown();
+  // took, checkpoints, and gives the sinks until agent.shutdown_grace to
+  // deliver (for a reload at most 1 s: what is queued stays queued for the
+  // agent that follows).
+  enum class StopFor { kExit, kReload };
+  void Shutdown(StopFor reason = StopFor::kExit);
 
   // For the service watchdog: the pipelines make progress (or knowingly
   // wait for disk space or queue room). Thread-safe.
   bool Responsive() const;
   // Live figures for systemd's STATUS= line. Thread-safe.
   std::string StatusLine() const;
+  // Live figures for the metrics and status endpoint, read without the
+  // pipelines' lock; `scan_store` adds the journal and dead-letter figures
+  // (a table scan each). Thread-safe.
+  AgentSnapshot Snapshot(bool scan_store) const;
 
   class Impl;
 

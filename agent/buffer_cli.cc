@@ -120,8 +120,11 @@ int RunBuffer(const BufferCommand& command) {
                   static_cast<unsigned long long>(journal->bytes));
     }
     if (checkpoint.ok() && checkpoint->has_value()) {
+      // Names starting with \x01 are bookkeeping (redelivery sets, definitions).
+      size_t states = 0;
+      for (const auto& [name, snapshot] : (*checkpoint)->snapshots) states += name.rfind('\x01', 0) != 0;
       std::printf("last checkpoint: %lld (epoch ms), %zu pipeline state(s)\n",
-                  static_cast<long long>((*checkpoint)->saved_ms), (*checkpoint)->snapshots.size());
+                  static_cast<long long>((*checkpoint)->saved_ms), states);
     } else if (checkpoint.ok()) {
       std::printf("last checkpoint: none\n");
     }

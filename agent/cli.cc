@@ -6,9 +6,11 @@
 
 #include "agent/agent.h"
 #include "agent/buffer_cli.h"
+#include "agent/metrics.h"
 #include "agent/offline.h"
 #include "agent/pipeline_factory.h"
 #include "agent/simulate.h"
+#include "agent/status_cli.h"
 #include "config/loader.h"
 #include "platform/build_info.h"
 #include "platform/log.h"
@@ -25,7 +27,11 @@ constexpr int kExitUsage = 2;
 constexpr const char* kDefaultConfig = "/etc/sluice/sluice.yaml";
 
 // Loads `path` and compiles its pipelines, printing every diagnostic to stderr.
-StatusOr<config::Config> LoadOrReport(const std::string& path) {
+// Loads and checks a config; every error goes to stderr (`sluice validate`,
+// start-up) or, for a reload, to the log.
+enum class ReportTo { kStderr, kLog };
+
+StatusOr<config::Config> LoadOrReport(const std::string& path, ReportTo report = ReportTo::kStderr) {
   std::vector<config::Diagnostic> errors;
   auto config = config::LoadConfigFile(path, &errors);
   if (config.ok()) {
@@ -33,11 +39,70 @@ StatusOr<config::Config> LoadOrReport(const std::string& path) {
     if (!errors.empty()) config = Status::InvalidArgument(config::FormatDiagnostic(errors[0]));
   }
   if (!config.ok()) {
-    for (const auto& e : errors) std::cerr << config::FormatDiagnostic(e) << "\n";
-    if (errors.empty()) std::cerr << path << ": " << config.status().message() << "\n";
-    if (errors.size() > 1) std::cerr << errors.size() << " errors in " << path << "\n";
+    std::vector<std::string> lines;
+    for (const auto& e : errors) lines.push_back(config::FormatDiagnostic(e));
+    if (errors.empty()) lines.push_back(path + ": " + std::string(config.status().message()));
+    if (errors.size() > 1) lines.push_back(std::to_string(errors.size()) + " errors in " + path);
+    for (const std::string& line : lines) {
+      if (report == ReportTo::kLog) {
+        LogError(line);
+      } else {
+        std::cerr << line << "\n";
+      }
+    }
   }
   return config;
+}
+
+// SIGHUP. The new config replaces the running one only if it loads, checks
+// and its sinks can be built; otherwise the running agent goes on untouched.
+// Replacing is a stop and a start inside the process: the state of every
+// window and alert is checkpointed and restored (a pipeline whose definition
+// changed starts empty), queues stay in the store under their sink's name,
+// so a sink with a new URL delivers what was queued for the old one.
+std::unique_ptr<Agent> Reload(const std::string& path, const std::string& log_level_override,
+                              config::Config& running_config, std::unique_ptr<Agent> running,
+                              const sinks::SinkRegistry& registry, const ServiceNotifier& notifier) {
+  LogInfo("SIGHUP: reloading ", path);
+  (void)notifier.Send("RELOADING=1\nSTATUS=reloading the config");
+  auto refuse = [&](const std::string& why) {
+    LogError("reload refused, the running config stays in force: ", why);
+    (void)notifier.Send("READY=1\nSTATUS=" + running->StatusLine());
+    return std::move(running);
+  };
+  auto next = LoadOrReport(path, ReportTo::kLog);
+  if (!next.ok()) return refuse(std::string(next.status().message()));
+  // Built once here so that a sink that cannot be created (a property its
+  // library refuses, an unusable URL) refuses the reload before anything stops.
+  for (const config::SinkConfig& sc : next->sinks) {
+    if (auto sink = registry.Create(sc); !sink.ok()) return refuse(sink.status().ToString());
+  }
+  if (next->agent.data_dir != running_config.agent.data_dir) {
+    return refuse("agent.data_dir changed (" + running_config.agent.data_dir + " -> " +
+                  next->agent.data_dir + "); that needs a restart");
+  }
+
+  running->Shutdown(Agent::StopFor::kReload);
+  running.reset();  // closes the store: the next agent opens it
+  auto started = Agent::Create(*next, registry, RealClock());
+  if (!started.ok()) {
+    LogError("reload failed after stopping (", started.status().ToString(),
+             "); going back to the previous config");
+    started = Agent::Create(running_config, registry, RealClock());
+    if (!started.ok()) {
+      LogError("cannot restart on the previous config either: ", started.status().ToString());
+      return nullptr;
+    }
+  } else {
+    running_config = std::move(*next);
+    auto level = ParseLogLevel(log_level_override.empty() ? running_config.agent.log.level
+                                                          : log_level_override);
+    if (level.ok()) ConfigureLogging(*level, DetectLogFormat(running_config.agent.log.format));
+  }
+  (*started)->Start();
+  LogInfo("reloaded ", path);
+  (void)notifier.Send("READY=1\nSTATUS=" + (*started)->StatusLine());
+  return std::move(*started);
 }
 
 int Validate(const std::string& path) {
@@ -62,24 +127,24 @@ int Run(const std::string& path, const std::string& log_level_override) {
     return kExitUsage;
   }
   ConfigureLogging(*level, DetectLogFormat(config->agent.log.format));
-  if (config->agent.http != "off") {
-    LogInfo("agent.http (", config->agent.http,
-            "): the metrics and health endpoint is not part of this version yet; not serving it");
-  }
 
   sinks::SinkRegistry registry;
   sinks::RegisterBuiltins(registry);
-  auto agent = Agent::Create(*config, registry, RealClock());
-  if (!agent.ok()) {
-    LogError("cannot start: ", agent.status().message());
+  auto created = Agent::Create(*config, registry, RealClock());
+  if (!created.ok()) {
+    LogError("cannot start: ", created.status().message());
     return kExitError;
   }
-  (*agent)->Start();
+  std::unique_ptr<Agent> agent = std::move(*created);
+  agent->Start();
+  // /metrics, /healthz, /readyz, /status; a port that cannot be bound is
+  // logged and the agent runs on without it (see AgentHttp).
+  AgentHttp http(config->agent.http, agent.get());
   // Under systemd (Type=notify): ready once the sources are connecting and
   // the outbox is open; the watchdog is fed only while the pipelines make
   // progress, so a hung agent is restarted and rebuilt from disk.
   ServiceNotifier notifier = ServiceNotifier::FromEnvironment();
-  (void)notifier.Send("READY=1\nSTATUS=" + (*agent)->StatusLine());
+  (void)notifier.Send("READY=1\nSTATUS=" + agent->StatusLine());
   const Millis wake = std::min(Millis(1000), notifier.watchdog_ping_interval().value_or(Millis(1000)));
   SteadyTime next_status = RealClock().Now();
   bool said_unresponsive = false;
@@ -88,7 +153,7 @@ int Run(const std::string& path, const std::string& log_level_override) {
     if (notifier.enabled()) {
       if (!notifier.watchdog_ping_interval()) {
         // No watchdog configured: nothing to feed.
-      } else if ((*agent)->Responsive()) {
+      } else if (agent->Responsive()) {
         (void)notifier.Send("WATCHDOG=1");
         said_unresponsive = false;
       } else if (!said_unresponsive) {
@@ -96,20 +161,24 @@ int Run(const std::string& path, const std::string& log_level_override) {
         said_unresponsive = true;
       }
       if (RealClock().Now() >= next_status) {
-        (void)notifier.Send("STATUS=" + (*agent)->StatusLine());
+        (void)notifier.Send("STATUS=" + agent->StatusLine());
         next_status = RealClock().Now() + Millis(5000);
       }
     }
     if (!sig) continue;
     if (*sig == SIGHUP) {
-      LogWarn("SIGHUP: reloading the config is not part of this version yet; keeping the running one");
+      http.Detach("the agent is reloading its config");
+      agent = Reload(path, log_level_override, *config, std::move(agent), registry, notifier);
+      if (!agent) return kExitError;
+      http.Attach(config->agent.http, agent.get());
       continue;
     }
     LogInfo(*sig == SIGINT ? "SIGINT" : "SIGTERM", " received");
     break;
   }
   (void)notifier.Send("STOPPING=1\nSTATUS=stopping: checkpointing, delivering within the grace period");
-  (*agent)->Shutdown();
+  http.Detach("the agent is stopping");
+  agent->Shutdown();
   return kExitOk;
 }
 
@@ -184,6 +253,17 @@ int Main(int argc, char** argv) {
   SimulateOptions simulate_options;
   CLI::App* simulate = AddSimulateCommand(app, simulate_options);
 
+  StatusCommand status_command;
+  CLI::App* status = app.add_subcommand(
+      "status",
+      "Ask a running agent for its sources, pipelines, sinks (queue depth, health) and alerts "
+      "firing; exit 1 if it cannot be reached");
+  status->add_option("--url", status_command.url,
+                     "The agent's endpoint (default: -c FILE's agent.http, else "
+                     "http://127.0.0.1:9464)");
+  status->add_option("-c,--config", status_command.config_path,
+                     "Read the address from this config's agent.http");
+
   CLI::App* version = app.add_subcommand("version", "Print version, revision, build type and target");
 
   try {
@@ -198,6 +278,7 @@ int Main(int argc, char** argv) {
   if (test->parsed()) return RunOffline(test_config, test_input);
   if (buffer->parsed()) return RunBuffer(buffer_command);
   if (simulate->parsed()) return RunSimulate(simulate_options);
+  if (status->parsed()) return RunStatus(status_command);
   if (version->parsed()) return Version();
   std::cerr << app.help();
   return kExitUsage;

@@ -165,6 +165,7 @@ StatusOr<std::vector<std::unique_ptr<PipelineRuntime>>> BuildRuntimes(
     p->upstream = index_of(config.pipelines, pc.from);
     p->op = std::move(built.op);
     p->stateful = built.stateful;
+    p->definition = config::StateDefinition(config, pc);
     p->sinks = queues_of(pc);
     runtimes.push_back(std::move(p));
   }

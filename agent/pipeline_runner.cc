@@ -104,6 +104,7 @@ PipelineRunner::PipelineRunner(std::vector<std::unique_ptr<PipelineRuntime>> pip
                                Store& store, DeadLetterStore& dead_letters, const Clock& clock)
     : store_(store), dead_letters_(dead_letters), clock_(clock), pipelines_(std::move(pipelines)) {
   last_tick_done_ms_.store(SteadyMillis(clock_.Now()));
+  published_.resize(pipelines_.size());
   commit_.outputs.resize(store_.queue_count());
   for (size_t i = 0; i < pipelines_.size(); ++i) {
     int up = pipelines_[i]->upstream;
@@ -196,6 +197,13 @@ size_t PipelineRunner::RestoreCheckpoint(const std::optional<Store::Checkpoint>&
               "': no state in the checkpoint (a new pipeline?): it starts empty");
       continue;
     }
+    // A checkpoint from before definitions were saved has none: trust it.
+    auto definition = checkpoint->snapshots.find(DefinitionKey(p->name));
+    if (definition != checkpoint->snapshots.end() && definition->second != p->definition) {
+      LogInfo("pipeline '", p->name,
+              "': its definition changed since the checkpoint: it starts empty");
+      continue;
+    }
     if (Status s = p->op->Restore(it->second); !s.ok()) {
       LogError("pipeline '", p->name, "': CANNOT RESTORE ITS STATE from the checkpoint (",
                s.ToString(), "): it starts empty; windows or alerts open before the restart "
@@ -204,6 +212,8 @@ size_t PipelineRunner::RestoreCheckpoint(const std::optional<Store::Checkpoint>&
     }
     ++restored;
   }
+  last_checkpoint_ms_.store(checkpoint->saved_ms, std::memory_order_relaxed);
+  PublishStats();
   for (size_t i = 0; i < recent_.size(); ++i) {
     if (!journaled_[i]) continue;
     auto it = checkpoint->snapshots.find(DedupeKey(source_names_[i]));
@@ -243,7 +253,9 @@ Status PipelineRunner::Checkpoint() {
   }
   std::map<std::string, std::string> snapshots;
   for (const auto& p : pipelines_) {
-    if (p->stateful) snapshots[p->name] = p->op->Snapshot();
+    if (!p->stateful) continue;
+    snapshots[p->name] = p->op->Snapshot();
+    snapshots[DefinitionKey(p->name)] = p->definition;
   }
   if (snapshots.empty()) return Status::Ok();  // nothing stateful, nothing journaled
   for (size_t i = 0; i < recent_.size(); ++i) {
@@ -253,6 +265,7 @@ Status PipelineRunner::Checkpoint() {
   StatusOr<uint64_t> seq = store_.LastJournalSeq();
   Status s = seq.ok() ? store_.SaveCheckpoint(snapshots, *seq) : seq.status();
   if (!s.ok()) checkpoint_log_.Log("cannot save a checkpoint (retrying later): " + s.ToString());
+  if (s.ok()) last_checkpoint_ms_.store(ToEpochMillis(clock_.WallNow()), std::memory_order_relaxed);
   return s;
 }
 
@@ -267,8 +280,24 @@ Status PipelineRunner::Tick(int64_t now_ms) {
   }
   Status s = CommitOutputs();
   if (!s.ok()) diverged_ = true;  // outputs of closed windows lost: not checkpointed
+  PublishStats();
   last_tick_done_ms_.store(SteadyMillis(clock_.Now()), std::memory_order_relaxed);
   return s;
+}
+
+void PipelineRunner::PublishStats() {
+  // Stats() walks each operator's keys: once a second here, never per scrape,
+  // so a scrape never waits for the pipelines' lock.
+  std::vector<operators::OperatorStats> stats;
+  stats.reserve(pipelines_.size());
+  for (const auto& p : pipelines_) stats.push_back(p->op->Stats());
+  std::lock_guard<std::mutex> lock(published_mu_);
+  published_ = std::move(stats);
+}
+
+std::vector<operators::OperatorStats> PipelineRunner::PublishedStats() const {
+  std::lock_guard<std::mutex> lock(published_mu_);
+  return published_;
 }
 
 bool PipelineRunner::Responsive(SteadyTime now, Millis limit) const {
@@ -308,7 +337,10 @@ Status PipelineRunner::CommitOutputs() {
   } done{waiting_on_store_};
   while (true) {
     Status s = store_.Write(commit_);
-    if (s.ok()) break;
+    if (s.ok()) {
+      store_failing_.store(false, std::memory_order_relaxed);
+      break;
+    }
     if (!IsTransient(s) || closing_.load()) {
       // Not retryable, or stopping: the reading is not acknowledged (the
       // caller holds the ack) and the broker sends it again.
@@ -320,6 +352,7 @@ Status PipelineRunner::CommitOutputs() {
     // Disk full or an I/O error: hold the reading (and the broker's ack)
     // and try again until there is room.
     commit_log_.Log("cannot commit outputs, holding intake and retrying: " + s.ToString());
+    store_failing_.store(true, std::memory_order_relaxed);
     std::unique_lock<std::mutex> lock(retry_mu_);
     clock_.WaitUntil(lock, retry_wake_, clock_.Now() + backoff);
     backoff = std::min(Millis(5000), backoff * 2);

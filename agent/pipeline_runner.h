@@ -79,6 +79,7 @@ struct PipelineRuntime {
   int upstream = -1;                    // index of the pipeline it reads, or -1
   std::unique_ptr<operators::Operator> op;
   bool stateful = false;                // a window or an alert: checkpointed
+  std::string definition;               // config::StateDefinition: saved with its snapshot
   std::vector<int> sinks;               // indices into the runner's queues
   PipelineCounters counters;
   std::vector<int> downstream;          // filled by the runner
@@ -95,6 +96,9 @@ class PipelineRunner {
   static constexpr size_t kRecentReadings = 256;
   static std::string DedupeKey(const std::string& source) {
     return std::string("\x01" "dedupe/") + source;
+  }
+  static std::string DefinitionKey(const std::string& pipeline) {
+    return std::string("\x01" "definition/") + pipeline;
   }
 
   // Names the sources (by index) and turns the journal on for those feeding
@@ -144,6 +148,19 @@ class PipelineRunner {
   // room is not a hang. Thread-safe.
   bool Responsive(SteadyTime now, Millis limit) const;
 
+  // For metrics and status, without taking the pipelines' lock: every
+  // pipeline's operator figures (by index) as of the last Tick, so about a
+  // second old. Thread-safe.
+  std::vector<operators::OperatorStats> PublishedStats() const;
+  // False while a commit fails and is being retried (disk full, I/O error):
+  // intake is held until the store takes writes again. Thread-safe.
+  bool StoreWritable() const { return !store_failing_.load(std::memory_order_relaxed); }
+  // Wall time (epoch ms) of the last checkpoint saved or restored; 0: none
+  // (also when no pipeline is stateful). Thread-safe.
+  int64_t last_checkpoint_ms() const {
+    return last_checkpoint_ms_.load(std::memory_order_relaxed);
+  }
+
   // Test hook (the watchdog test): a reading on `topic` stalls the pipelines
   // for good, as a bug in an operator would.
   void StallOnTopicForTests(std::string topic) { stall_topic_ = std::move(topic); }
@@ -155,6 +172,8 @@ class PipelineRunner {
   // Commits what the pipelines emitted, retrying transient failures until
   // it succeeds or the runner closes.
   Status CommitOutputs();
+  // Copies every operator's Stats() for PublishedStats(); mu_ held.
+  void PublishStats();
 
   // The content hashes of a source's last journaled readings, oldest first.
   class RecentSet {
@@ -178,6 +197,11 @@ class PipelineRunner {
   std::atomic<bool> closing_{false};
   std::atomic<bool> waiting_on_store_{false};
   std::atomic<int64_t> last_tick_done_ms_{0};  // steady clock, ms since its epoch
+  std::atomic<bool> store_failing_{false};
+  std::atomic<int64_t> last_checkpoint_ms_{0};
+  // Copied from the operators under mu_ (PublishStats), read under published_mu_ only.
+  mutable std::mutex published_mu_;
+  std::vector<operators::OperatorStats> published_;
   std::string stall_topic_;
   std::mutex retry_mu_;
   std::condition_variable retry_wake_;

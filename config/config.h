@@ -227,6 +227,13 @@ struct Config {
   const SinkConfig* FindSink(const std::string& name) const;
 };
 
+// Everything that shapes a pipeline's state, as one canonical text (no
+// positions, no sinks): its own settings and the decoding of the source it
+// reads. Two configs give the same text exactly when a checkpoint of one is
+// valid state for the other — after a reload or a restart with an edited
+// config, a pipeline whose text changed starts empty.
+std::string StateDefinition(const Config& config, const PipelineConfig& pipeline);
+
 }  // namespace sluice::config
 
 #endif  // SLUICE_CONFIG_CONFIG_H_

@@ -45,6 +45,26 @@
 //   the batch alone is too big, its own first records (counted appended and
 //   dropped_oldest); block waits for a Remove/Purge, but an empty queue takes
 //   any batch, so a batch above the cap cannot wait forever.
+// - Disk full at commit (SQLITE_FULL, or the max_db_bytes cap): the
+//   commit is rolled back, then each queue it appends to applies its policy
+//   and it is tried again. drop_newest queues take none of their new records
+//   (counted dropped_newest in the retried commit, which carries the rest:
+//   the journal and the other queues' records). drop_oldest queues lose their
+//   oldest records, in a transaction of their own counted dropped_oldest: per
+//   round twice what the commit adds to the queue plus kFullEvictSlackBytes
+//   (whole pages go to the freelist and the new rows reuse them), doubling
+//   for up to kFullEvictRounds rounds; a WAL checkpoint after each eviction
+//   lets the WAL start over instead of growing. That delete may itself need
+//   the reserve (below). While the file system is full (less than four
+//   reserves free) the database stops growing (max_page_count = its size,
+//   lifted once the space and the reserve are back): new rows only reuse
+//   freed pages, a write that needs more fails before it reaches the WAL,
+//   and a checkpoint never has to grow the file, so the WAL keeps starting
+//   over in the space it has. Block queues and the journal have no policy: if the
+//   commit still fails (every drop_oldest queue empty, or the journal or a
+//   block queue's records alone do not fit), Write returns
+//   kResourceExhausted with nothing of the commit written, as before (the
+//   records dropped to make room stay dropped). Logged at most once a minute.
 // - Remove() on a full disk: the records count as delivered at once (Peek
 //   skips them, size() and Stats() leave them out) and Remove returns OK; the
 //   delete is retried by the next Peek/Remove/Write of the queue, and after a
@@ -105,6 +125,11 @@ constexpr Millis kTroubleLogInterval = std::chrono::minutes(1);
 constexpr uint64_t kMaxReserveBytes = 16ull << 20;
 constexpr uint64_t kMinReserveBytes = 64ull << 10;
 constexpr Millis kReserveRetryInterval = std::chrono::seconds(10);
+// Disk full with a drop_oldest queue: what one round of eviction frees beyond
+// twice the commit's bytes for that queue (a few pages' worth, so that the
+// next commits fit as well), and how many rounds, doubling, one Write tries.
+constexpr uint64_t kFullEvictSlackBytes = 64ull << 10;
+constexpr int kFullEvictRounds = 4;
 constexpr Millis kMaxWait = std::chrono::hours(24 * 365);
 
 constexpr const char* kSchema = R"sql(
@@ -318,6 +343,7 @@ class SqliteStore final : public Store {
         clock_(clock),
         memory_(path_ == ":memory:"),
         trouble_log_(LogLevel::kError, kTroubleLogInterval, clock),
+        full_log_(LogLevel::kWarn, kTroubleLogInterval, clock),
         reserve_path_(path_ + ".reserve"),
         dead_letter_table_(*this) {}
 
@@ -396,6 +422,13 @@ class SqliteStore final : public Store {
   void CreateReserve();
   bool ReleaseReserve();     // db_mu_ held; true when space was given back
   void MaybeRestoreReserve();  // db_mu_ held
+  // Disk full: the database stops growing (max_page_count = its page count),
+  // so new rows only reuse freed pages, a failing write fails before
+  // anything reaches the WAL, and a checkpoint never needs to grow the file:
+  // the WAL starts over in the space it has. Lifted when the reserve is back.
+  void CapGrowth();            // db_mu_ held
+  bool MaybeLiftGrowthCap();   // db_mu_ held; true when lifted
+  bool SpaceIsBack() const;    // 4 reserves' worth free
 
   // --- helpers, db_mu_ held ---
   Status Sql(int rc, std::string_view what) const { return Sql(db_, rc, what); }
@@ -406,7 +439,19 @@ class SqliteStore final : public Store {
   Status CountThrough(const QueueState& q, uint64_t through, uint64_t* n, uint64_t* bytes);
   Status DeleteThrough(const QueueState& q, uint64_t through);
   Status EvictOldest(const QueueState& q, uint64_t need, Counters& c);
-  Status WriteOnce(const Commit& commit, bool* blocked);
+  // One transaction for `commit`. Queues marked in `refused` (drop_newest on a
+  // full disk) take none of their records, counted dropped_newest.
+  Status WriteOnce(const Commit& commit, const std::vector<bool>* refused, bool* blocked);
+  // `commit` failed with kResourceExhausted (disk full): applies the
+  // overflow policies of the queues it appends to and retries (see the top).
+  Status WriteWhenFull(const Commit& commit, const Status& failure, bool* blocked);
+  // Disk full: deletes the oldest records of `q` (at least `need` body bytes,
+  // or all) in a transaction of its own, counted dropped_oldest; returns how
+  // many. Delivered records whose delete was pending go first (delivered).
+  StatusOr<uint64_t> EvictToMakeRoom(QueueState& q, uint64_t need);
+  // A passive WAL checkpoint: once it has copied every frame, the next write
+  // starts the -wal file over (reusing its space) instead of growing it.
+  void CheckpointWal();
   Status DeleteDelivered(QueueState& q, uint64_t through);
   void NoteFailure(const Status& s);
   void NoteSuccess();
@@ -419,11 +464,14 @@ class SqliteStore final : public Store {
   const Clock& clock_;
   const bool memory_;
   RateLimitedLog trouble_log_;
+  RateLimitedLog full_log_;  // overflow policies applied on a full disk
   int lock_fd_ = -1;
   const std::string reserve_path_;
   uint64_t reserve_bytes_ = 0;  // 0: no reserve (in memory, read-only)
   bool reserve_present_ = false;   // guarded by db_mu_
   SteadyTime reserve_tried_{};     // guarded by db_mu_
+  std::string base_max_pages_;     // max_page_count as opened; db_mu_
+  bool growth_capped_ = false;     // see CapGrowth(); db_mu_
 
   std::mutex db_mu_;  // the connection, its statements, the transaction
   sqlite3* db_ = nullptr;
@@ -620,6 +668,9 @@ Status SqliteStore::OpenDb(bool* corrupt, std::string* reason) {
     rc = sqlite3_exec(db_, pragmas.c_str(), nullptr, nullptr, &err);
     sqlite3_free(err);
     if (rc != SQLITE_OK) return failed(rc, Sql(rc, "setting pragmas"));
+    auto max_pages = Strings("PRAGMA max_page_count", &code);
+    if (!max_pages.ok()) return failed(code, max_pages.status());
+    base_max_pages_ = max_pages->empty() ? std::string() : (*max_pages)[0];
     std::string schema = std::string("BEGIN IMMEDIATE;") + kSchema + "COMMIT;";
     rc = sqlite3_exec(db_, schema.c_str(), nullptr, nullptr, &err);
     sqlite3_free(err);
@@ -935,23 +986,50 @@ bool SqliteStore::ReleaseReserve() {
   reserve_present_ = false;
   reserve_tried_ = clock_.Now();
   LogWarn("store ", path_, ": disk full; released the ", reserve_bytes_ >> 10, " KiB reserve (",
-          reserve_path_, ") so that delivered records can still be deleted");
+          reserve_path_, ") so that records can still be deleted");
   // Moves the WAL into the database and gives its space back.
   sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
   return true;
 }
 
+bool SqliteStore::SpaceIsBack() const {
+  size_t slash = path_.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path_.substr(0, std::max<size_t>(slash, 1));
+  struct statvfs vfs;
+  return ::statvfs(dir.c_str(), &vfs) == 0 &&
+         static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize >= 4 * reserve_bytes_;
+}
+
 void SqliteStore::MaybeRestoreReserve() {
-  if (reserve_bytes_ == 0 || reserve_present_) return;
+  if (reserve_bytes_ == 0 || (reserve_present_ && !growth_capped_)) return;
   SteadyTime now = clock_.Now();
   if (now - reserve_tried_ < kReserveRetryInterval) return;
   reserve_tried_ = now;
-  struct statvfs vfs;
-  size_t slash = path_.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : path_.substr(0, std::max<size_t>(slash, 1));
-  if (::statvfs(dir.c_str(), &vfs) != 0) return;
-  if (static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize < 4 * reserve_bytes_) return;
-  CreateReserve();
+  (void)MaybeLiftGrowthCap();
+  if (!reserve_present_ && SpaceIsBack()) CreateReserve();
+}
+
+void SqliteStore::CapGrowth() {
+  // Room on the file system: max_db_bytes is what is full, not the disk.
+  if (memory_ || growth_capped_ || reserve_bytes_ == 0 || SpaceIsBack()) return;
+  int code = SQLITE_OK;
+  auto pages = Strings("PRAGMA page_count", &code);
+  if (!pages.ok() || pages->empty()) return;
+  if (!Strings(("PRAGMA max_page_count=" + (*pages)[0]).c_str(), &code).ok()) return;
+  growth_capped_ = true;
+}
+
+bool SqliteStore::MaybeLiftGrowthCap() {
+  if (!growth_capped_ || !SpaceIsBack()) return false;
+  if (!reserve_present_) CreateReserve();
+  int code = SQLITE_OK;
+  if (!reserve_present_ || base_max_pages_.empty() ||
+      !Strings(("PRAGMA max_page_count=" + base_max_pages_).c_str(), &code).ok()) {
+    return false;
+  }
+  growth_capped_ = false;
+  LogInfo("store ", path_, ": disk space is back; the database may grow again");
+  return true;
 }
 
 void SqliteStore::NoteFailure(const Status& s) {
@@ -1047,7 +1125,10 @@ Status SqliteStore::Write(Commit& commit) {
       gen = room_gen_;
     }
     bool blocked = false;
-    Status s = WriteOnce(commit, &blocked);
+    Status s = WriteOnce(commit, nullptr, &blocked);
+    if (!blocked && s.code() == StatusCode::kResourceExhausted) {
+      s = WriteWhenFull(commit, s, &blocked);
+    }
     if (!blocked) {
       if (s.ok()) {
         NoteSuccess();
@@ -1067,7 +1148,8 @@ Status SqliteStore::Write(Commit& commit) {
   }
 }
 
-Status SqliteStore::WriteOnce(const Commit& commit, bool* blocked) {
+Status SqliteStore::WriteOnce(const Commit& commit, const std::vector<bool>* refused,
+                             bool* blocked) {
   const int64_t now_ms = ToEpochMillis(clock_.WallNow());
   struct Change {
     QueueState* q;
@@ -1116,42 +1198,48 @@ Status SqliteStore::WriteOnce(const Commit& commit, bool* blocked) {
 
       size_t first = 0;  // records before it are dropped as oldest
       std::vector<bool> skip;  // drop_newest: left out
-      switch (q.options.overflow) {
-        case OverflowPolicy::kBlock:
-          // An empty queue takes any batch, so a batch above the cap cannot
-          // wait forever.
-          if (c.bytes > 0 && c.bytes + batch_bytes > cap) {
-            *blocked = true;
-            return Status(StatusCode::kAborted, "queue of sink '" + q.sink + "' is full");
-          }
-          break;
-        case OverflowPolicy::kDropNewest: {
-          skip.assign(batch.size(), false);
-          uint64_t room = cap > c.bytes ? cap - c.bytes : 0;
-          for (size_t k = 0; k < batch.size(); ++k) {
-            if (batch[k].body.size() <= room) {
-              room -= batch[k].body.size();
-            } else {
-              skip[k] = true;
-              ++c.dropped_newest;
+      const bool refuse = refused != nullptr && i < refused->size() && (*refused)[i];
+      if (refuse) {  // drop_newest on a full disk: none of them
+        skip.assign(batch.size(), true);
+        c.dropped_newest += batch.size();
+      } else {
+        switch (q.options.overflow) {
+          case OverflowPolicy::kBlock:
+            // An empty queue takes any batch, so a batch above the cap cannot
+            // wait forever.
+            if (c.bytes > 0 && c.bytes + batch_bytes > cap) {
+              *blocked = true;
+              return Status(StatusCode::kAborted, "queue of sink '" + q.sink + "' is full");
             }
-          }
-          break;
-        }
-        case OverflowPolicy::kDropOldest: {
-          if (c.bytes + batch_bytes > cap) {
-            RETURN_IF_ERROR(EvictOldest(q, c.bytes + batch_bytes - cap, c));
-            // Still too much: the batch alone exceeds the cap; its own
-            // oldest records go (counted as appended and dropped).
-            uint64_t left = batch_bytes;
-            while (first < batch.size() && c.bytes + left > cap) {
-              left -= batch[first].body.size();
-              ++first;
-              ++c.appended;
-              ++c.dropped_oldest;
+            break;
+          case OverflowPolicy::kDropNewest: {
+            skip.assign(batch.size(), false);
+            uint64_t room = cap > c.bytes ? cap - c.bytes : 0;
+            for (size_t k = 0; k < batch.size(); ++k) {
+              if (batch[k].body.size() <= room) {
+                room -= batch[k].body.size();
+              } else {
+                skip[k] = true;
+                ++c.dropped_newest;
+              }
             }
+            break;
           }
-          break;
+          case OverflowPolicy::kDropOldest: {
+            if (c.bytes + batch_bytes > cap) {
+              RETURN_IF_ERROR(EvictOldest(q, c.bytes + batch_bytes - cap, c));
+              // Still too much: the batch alone exceeds the cap; its own
+              // oldest records go (counted as appended and dropped).
+              uint64_t left = batch_bytes;
+              while (first < batch.size() && c.bytes + left > cap) {
+                left -= batch[first].body.size();
+                ++first;
+                ++c.appended;
+                ++c.dropped_oldest;
+              }
+            }
+            break;
+          }
         }
       }
       for (size_t k = first; k < batch.size(); ++k) {
@@ -1194,6 +1282,120 @@ Status SqliteStore::WriteOnce(const Commit& commit, bool* blocked) {
     room_cv_.notify_all();
   }
   return Status::Ok();
+}
+
+Status SqliteStore::WriteWhenFull(const Commit& commit, const Status& failure, bool* blocked) {
+  std::vector<bool> refused(commit.outputs.size(), false);
+  bool any_refused = false;
+  struct Evictee {
+    QueueState* q;
+    uint64_t adds;          // body bytes this commit appends to it
+    uint64_t dropped = 0;   // by this Write
+  };
+  std::vector<Evictee> evictees;
+  for (size_t i = 0; i < commit.outputs.size(); ++i) {
+    const std::vector<Envelope>& batch = commit.outputs[i];
+    if (batch.empty()) continue;
+    QueueState& q = *queues_[i];
+    if (q.options.overflow == OverflowPolicy::kDropNewest) {
+      refused[i] = true;
+      any_refused = true;
+    } else if (q.options.overflow == OverflowPolicy::kDropOldest) {
+      uint64_t adds = 0;
+      for (const Envelope& e : batch) adds += e.body.size();
+      evictees.push_back({&q, adds});
+    }
+  }
+  Status s = failure;
+  if (MaybeLiftGrowthCap()) {  // the space is back: as it was
+    s = WriteOnce(commit, nullptr, blocked);
+    if (s.code() != StatusCode::kResourceExhausted || *blocked) return s;
+  }
+  if (!any_refused && evictees.empty()) return s;  // block queues, the journal: hold
+
+  CapGrowth();
+  if (any_refused) s = WriteOnce(commit, &refused, blocked);
+  uint64_t dropped = 0;
+  for (int round = 0; round < kFullEvictRounds && !evictees.empty() &&
+                      s.code() == StatusCode::kResourceExhausted && !*blocked;
+       ++round) {
+    bool evicted = false;
+    for (Evictee& e : evictees) {
+      StatusOr<uint64_t> n = EvictToMakeRoom(*e.q, (e.adds << (round + 1)) + kFullEvictSlackBytes);
+      if (!n.ok()) {
+        s = n.status();
+        break;
+      }
+      e.dropped += *n;
+      dropped += *n;
+      evicted = evicted || *n > 0;
+    }
+    if (!evicted) break;  // nothing left to drop (or the delete failed): hold
+    CheckpointWal();
+    s = WriteOnce(commit, any_refused ? &refused : nullptr, blocked);
+  }
+  if (dropped > 0 || (any_refused && s.ok())) {
+    std::string what;
+    for (const Evictee& e : evictees) {
+      if (e.dropped == 0) continue;
+      what += "; sink '" + e.q->sink + "': dropped its " + std::to_string(e.dropped) +
+              " oldest queued record(s) (drop_oldest)";
+    }
+    if (s.ok()) {
+      for (size_t i = 0; i < refused.size(); ++i) {
+        if (!refused[i]) continue;
+        what += "; sink '" + queues_[i]->sink + "': left out " +
+                std::to_string(commit.outputs[i].size()) + " new record(s) (drop_newest)";
+      }
+    }
+    full_log_.Log(std::string(failure.message()) + ": disk full, applied the overflow policies" +
+                  what + (s.ok() ? "" : "; still no room: the commit waits"));
+  }
+  return s;
+}
+
+StatusOr<uint64_t> SqliteStore::EvictToMakeRoom(QueueState& q, uint64_t need) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (q.c.records == 0) return uint64_t{0};
+  }
+  Counters c;
+  bool flushed = false;
+  auto evict = [&]() -> Status {
+    c = q.c;
+    flushed = false;
+    if (q.pending_records > 0) {  // delivered, delete not yet committed
+      uint64_t n = 0, b = 0;
+      RETURN_IF_ERROR(CountThrough(q, q.removed_through, &n, &b));
+      RETURN_IF_ERROR(DeleteThrough(q, q.removed_through));
+      c.records -= std::min(c.records, n);
+      c.bytes -= std::min(c.bytes, b);
+      c.delivered += n;
+      flushed = true;
+    }
+    RETURN_IF_ERROR(EvictOldest(q, need, c));
+    return UpdateQueueRow(q, c, 0);
+  };
+  const std::string what = "dropping the oldest records of sink '" + q.sink + "' to make room";
+  Status s = InTransaction(what, evict);
+  if (s.code() == StatusCode::kResourceExhausted && ReleaseReserve()) s = InTransaction(what, evict);
+  if (!s.ok()) return s;
+  const uint64_t dropped = c.dropped_oldest - q.c.dropped_oldest;
+  std::lock_guard<std::mutex> lock(mu_);
+  total_bytes_ = total_bytes_ - q.c.bytes + c.bytes;
+  q.c = c;
+  if (flushed) {
+    q.pending_records = 0;
+    q.pending_bytes = 0;
+  }
+  ++room_gen_;
+  room_cv_.notify_all();
+  return dropped;
+}
+
+void SqliteStore::CheckpointWal() {
+  if (memory_) return;
+  sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
 }
 
 // Deletes the records of `q` through `through` (and any whose delete is

@@ -126,8 +126,20 @@ class Store {
   // in the same transaction; drop_newest leaves the new rows out (counted);
   // block waits, outside any transaction, until the delivery loop makes
   // room, then retries (kCancelled if the store is closed meanwhile).
-  // Disk full / I/O error: kResourceExhausted / kUnavailable, and nothing of
-  // this commit was written (the caller retries; the MQTT ack waits).
+  // Disk full (SQLITE_FULL, or StoreOptions::max_db_bytes) applies the same
+  // policies to the queues this commit appends to, then commits again:
+  // drop_newest queues take none of their new records (counted
+  // dropped_newest, in the commit that carries the rest: the journal and the
+  // other queues' records); drop_oldest queues lose their oldest records
+  // (counted dropped_oldest in the transaction that deletes them, one of its
+  // own, before the commit is tried again), a few times the bytes the commit
+  // adds, repeated a few times while the commit still does not fit. Block
+  // queues and the journal have no policy. If the commit still fails (a
+  // drop_oldest queue has nothing left, or the journal or a block queue's
+  // records do not fit): kResourceExhausted and nothing of this commit was
+  // written (records dropped to make room stay dropped); the caller retries
+  // and the MQTT ack waits. I/O error: kUnavailable, nothing written.
+  // Logged at most once a minute.
   [[nodiscard]] virtual Status Write(Commit& commit) = 0;
 
   // Journal sequence of the newest entry (0 when empty).

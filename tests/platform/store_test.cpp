@@ -788,7 +788,7 @@ static std::vector<std::string> FillUntilFull(Store& store, int q, int& next, St
   return committed;
 }
 
-TEST_CASE("store: PRAGMA max_page_count full, then usable again") {
+TEST_CASE("store: PRAGMA max_page_count full, block holds, then usable again") {
   TempDir dir;
   const std::string path = dir.File("sluice.db");
   StoreOptions options;
@@ -796,7 +796,7 @@ TEST_CASE("store: PRAGMA max_page_count full, then usable again") {
   std::vector<std::string> expected;
   {
     auto store = OpenOk(path, options);
-    int q = AddOk(*store, "q", {0, OverflowPolicy::kDropOldest});
+    int q = AddOk(*store, "q", {0, OverflowPolicy::kBlock});
     int next = 0;
     Status failure;
     expected = FillUntilFull(*store, q, next, failure);
@@ -811,6 +811,10 @@ TEST_CASE("store: PRAGMA max_page_count full, then usable again") {
     Status again = Append(*store, q, Records(next, next + 20, 500));
     CHECK(again.code() == StatusCode::kResourceExhausted);
     CHECK(store->queue(q)->size() == queued);
+    QueueStats held = StatsOf(*store, "q");
+    CHECK(held.appended == queued);
+    CHECK(held.dropped_oldest == 0);
+    CHECK(held.dropped_newest == 0);
     // Peek and Remove still work; then there is room again.
     SinkQueue& queue = *store->queue(q);
     auto batch = PeekOk(queue, 100);
@@ -831,8 +835,152 @@ TEST_CASE("store: PRAGMA max_page_count full, then usable again") {
   CHECK(Drain(*store->queue(q)) == expected);
 }
 
+TEST_CASE("store: a full database, drop_oldest: the newest records go in, the oldest go, counted") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  StoreOptions options;
+  options.max_db_bytes = 512 * 1024;  // fails writes exactly like a full disk
+  auto store = OpenOk(path, options);
+  // No cap of its own: only the database's size stops it.
+  int q = AddOk(*store, "q", {0, OverflowPolicy::kDropOldest});
+  int other = AddOk(*store, "other", {0, OverflowPolicy::kBlock});
+  AppendOk(*store, other, Records(100000, 100010));
+  // 300 commits of 20 records of 500 bytes: 3 MB through a 512 KiB database.
+  constexpr int kCommits = 300;
+  int next = 0;
+  for (int i = 0; i < kCommits; ++i) {
+    Commit c;
+    c.journal.push_back({"plant", "t", std::string(50, 'j'), i});
+    c.outputs.resize(q + 1);
+    c.outputs[q] = Records(next, next + 20, 500);
+    Status s = store->Write(c);
+    INFO("commit " << i << ": " << s.ToString());
+    REQUIRE(s.ok());
+    next += 20;
+  }
+  CHECK(*store->LastJournalSeq() == static_cast<uint64_t>(kCommits));  // every journal row too
+  QueueStats s = StatsOf(*store, "q");
+  CheckInvariant(s);
+  CHECK(s.appended == static_cast<uint64_t>(next));
+  CHECK(s.dropped_oldest > static_cast<uint64_t>(next) / 2);
+  CHECK(s.dropped_newest == 0);
+  CHECK(s.delivered == 0);
+  CHECK(s.records >= 400);  // the database stays in use, not emptied at each eviction
+  CHECK(store->queue(q)->size() == s.records);
+  // The other queue is not touched by q's policy.
+  QueueStats o = StatsOf(*store, "other");
+  CHECK(o.records == 10);
+  CHECK(o.dropped_oldest == 0);
+
+  // Exactly the oldest are missing, as many as counted; order kept; the
+  // newest are there. Checked across a reopen: all of it was committed.
+  const uint64_t dropped = s.dropped_oldest;
+  store.reset();
+  store = OpenOk(path, options);
+  q = AddOk(*store, "q", {0, OverflowPolicy::kDropOldest});
+  other = AddOk(*store, "other", {0, OverflowPolicy::kBlock});
+  CHECK(Drain(*store->queue(q)) == Ids(static_cast<int>(dropped), next));
+  CHECK(Drain(*store->queue(other)) == Ids(100000, 100010));
+  // Room again: nothing more is dropped.
+  AppendOk(*store, q, Records(next, next + 20, 500));
+  CHECK(StatsOf(*store, "q").dropped_oldest == dropped);
+  CHECK(Drain(*store->queue(q)) == Ids(next, next + 20));
+  CheckInvariant(StatsOf(*store, "q"));
+}
+
+TEST_CASE("store: a full database, drop_newest: the new records are left out, counted, and the "
+          "journal and the other queues commit") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  StoreOptions options;
+  options.max_db_bytes = 512 * 1024;
+  auto store = OpenOk(path, options);
+  int n = AddOk(*store, "newest", {0, OverflowPolicy::kDropNewest});
+  int b = AddOk(*store, "blocking", {0, OverflowPolicy::kBlock});
+  // Fill with records for `newest` until the database refuses them: the
+  // Write still succeeds, without them.
+  int next = 0;
+  while (StatsOf(*store, "newest").dropped_newest == 0) {
+    REQUIRE(next < 100000);
+    AppendOk(*store, n, Records(next, next + 20, 500));
+    next += 20;
+  }
+  QueueStats full = StatsOf(*store, "newest");
+  CHECK(full.dropped_newest == 20);  // the whole batch of the commit that did not fit
+  CHECK(full.records == static_cast<uint64_t>(next - 20));
+  CheckInvariant(full);
+
+  // Deliver 100 (about 50 KB): room for a journal entry and a few records,
+  // not for 200 more records of 500 bytes.
+  SinkQueue& queue = *store->queue(n);
+  auto batch = PeekOk(queue, 100);
+  REQUIRE(batch.size() == 100);
+  REQUIRE(queue.Remove(batch.back().seq).ok());
+  const uint64_t journal_before = *store->LastJournalSeq();
+  Commit c;
+  c.journal.push_back({"plant", "t", std::string(200, 'j'), 1});
+  c.outputs.resize(std::max(n, b) + 1);
+  c.outputs[n] = Records(next, next + 200, 500);
+  c.outputs[b] = Records(200000, 200005);
+  Status s = store->Write(c);
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  CHECK(*store->LastJournalSeq() == journal_before + 1);
+  QueueStats after = StatsOf(*store, "newest");
+  CHECK(after.dropped_newest == 220);
+  CHECK(after.records == static_cast<uint64_t>(next - 20 - 100));
+  CHECK(after.appended == full.appended);
+  CheckInvariant(after);
+  CHECK(StatsOf(*store, "blocking").records == 5);
+
+  // Not even the rest fits (a journal entry bigger than the database): the
+  // commit waits, nothing written, nothing counted.
+  Commit big;
+  big.journal.push_back({"plant", "t", std::string(600 * 1024, 'j'), 2});
+  big.outputs.resize(n + 1);
+  big.outputs[n] = Records(next + 200, next + 220, 500);
+  Status held = store->Write(big);
+  CHECK(held.code() == StatusCode::kResourceExhausted);
+  CHECK(*store->LastJournalSeq() == journal_before + 1);
+  CHECK(StatsOf(*store, "newest").dropped_newest == 220);
+
+  CHECK(Drain(*store->queue(n)) == Ids(100, next - 20));
+  CHECK(Drain(*store->queue(b)) == Ids(200000, 200005));
+}
+
+TEST_CASE("store: a full database, block holds, and so does an empty drop_oldest queue") {
+  TempDir dir;
+  StoreOptions options;
+  options.max_db_bytes = 512 * 1024;
+  auto store = OpenOk(dir.File("sluice.db"), options);
+  int b = AddOk(*store, "b", {0, OverflowPolicy::kBlock});
+  int o = AddOk(*store, "o", {0, OverflowPolicy::kDropOldest});
+  int next = 0;
+  Status failure;
+  std::vector<std::string> committed = FillUntilFull(*store, b, next, failure, 0);
+  INFO(failure.ToString());
+  REQUIRE(failure.code() == StatusCode::kResourceExhausted);
+  // Nothing to drop in `o`: its records wait too.
+  Status s = Append(*store, o, Records(next, next + 20, 500));
+  CHECK(s.code() == StatusCode::kResourceExhausted);
+  Commit both;
+  both.outputs.resize(std::max(b, o) + 1);
+  both.outputs[b] = Records(next, next + 20, 500);
+  both.outputs[o] = Records(next + 20, next + 40, 500);
+  CHECK(store->Write(both).code() == StatusCode::kResourceExhausted);
+  for (const char* sink : {"b", "o"}) {
+    QueueStats st = StatsOf(*store, sink);
+    CHECK(st.dropped_oldest == 0);
+    CHECK(st.dropped_newest == 0);
+    CheckInvariant(st);
+  }
+  CHECK(StatsOf(*store, "o").appended == 0);
+  CHECK(StatsOf(*store, "b").records == committed.size());
+  CHECK(Drain(*store->queue(b)) == committed);
+}
+
 // A real full disk: a 2 MiB tmpfs (needs root and mount permission).
-TEST_CASE("store: disk full on a tmpfs, then usable again") {
+TEST_CASE("store: disk full on a tmpfs, block holds, then usable again") {
   TempDir dir;
   const std::string mnt = dir.File("mnt");
   REQUIRE(fs::create_directory(mnt));
@@ -851,7 +999,7 @@ TEST_CASE("store: disk full on a tmpfs, then usable again") {
   std::vector<std::string> expected;
   {
     auto store = OpenOk(path);
-    int q = AddOk(*store, "q", {0, OverflowPolicy::kDropOldest});
+    int q = AddOk(*store, "q", {0, OverflowPolicy::kBlock});
     SinkQueue& queue = *store->queue(q);
     int next = 0;
     Status failure;
@@ -905,6 +1053,58 @@ TEST_CASE("store: disk full on a tmpfs, then usable again") {
   CHECK(Drain(*store->queue(q)) == expected);
 }
 
+TEST_CASE("store: disk full on a tmpfs, drop_oldest keeps taking the newest records") {
+  TempDir dir;
+  const std::string mnt = dir.File("mnt");
+  REQUIRE(fs::create_directory(mnt));
+  if (::geteuid() != 0 || ::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=2m") != 0) {
+    WARN("skipped: mounting a 2 MiB tmpfs needs root (" << std::strerror(errno) << ")");
+    return;
+  }
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  const std::string path = mnt + "/sluice.db";
+  WriteAll(mnt + "/filler", std::string(512 * 1024, 'f'));
+
+  int next = 0;
+  uint64_t dropped = 0;
+  {
+    auto store = OpenOk(path);
+    int q = AddOk(*store, "q", {0, OverflowPolicy::kDropOldest});
+    // 400 commits of 20 records of 500 bytes: 4 MB through a 2 MiB disk.
+    constexpr int kCommits = 400;
+    for (int i = 0; i < kCommits; ++i) {
+      Commit c;
+      c.journal.push_back({"plant", "t", std::string(50, 'j'), i});
+      c.outputs.resize(q + 1);
+      c.outputs[q] = Records(next, next + 20, 500);
+      Status s = store->Write(c);
+      INFO("commit " << i << ": " << s.ToString());
+      REQUIRE(s.ok());
+      next += 20;
+    }
+    CHECK(*store->LastJournalSeq() == static_cast<uint64_t>(kCommits));
+    QueueStats s = StatsOf(*store, "q");
+    CheckInvariant(s);
+    CHECK(s.appended == static_cast<uint64_t>(next));
+    CHECK(s.dropped_oldest > 0);
+    CHECK(s.records >= 200);
+    dropped = s.dropped_oldest;
+    // Delivering still works on the full disk.
+    auto batch = PeekOk(*store->queue(q), 100);
+    REQUIRE(batch.size() == 100);
+    CHECK(batch[0].envelope.id == "id-" + std::to_string(dropped));
+    REQUIRE(store->queue(q)->Remove(batch.back().seq).ok());
+  }
+  // What is queued is committed: exactly the newest, in order.
+  auto store = OpenOk(path);
+  int q = AddOk(*store, "q");
+  CHECK(Drain(*store->queue(q)) == Ids(static_cast<int>(dropped) + 100, next));
+  CheckInvariant(StatsOf(*store, "q"));
+}
+
 // Fills the file system at `dir` to the last byte with a file of its own.
 static void FillDisk(const std::string& file) {
   std::ofstream out(file, std::ios::binary | std::ios::app);
@@ -931,7 +1131,7 @@ TEST_CASE("store: a delete that cannot be committed stays hidden, then happens")
   std::vector<std::string> expected;
   {
     auto store = OpenOk(path);
-    int q = AddOk(*store, "q");
+    int q = AddOk(*store, "q", {0, OverflowPolicy::kBlock});
     SinkQueue& queue = *store->queue(q);
     int next = 0;
     Status failure;
