@@ -455,6 +455,10 @@ class SqliteStore final : public Store {
   Status DeleteDelivered(QueueState& q, uint64_t through);
   void NoteFailure(const Status& s);
   void NoteSuccess();
+  // Runs a deletion that gives space back. A delete needs WAL space too: on a
+  // full disk the reserve is released and the deletion tried once more. The
+  // outcome is noted (with `context` on failure) and returned. db_mu_ held.
+  Status FreeSpace(const std::function<Status()>& deletion, std::string_view context = {});
   Status ReadOnlyError() const {
     return Status::FailedPrecondition("store " + path_ + " is open read-only");
   }
@@ -1045,6 +1049,17 @@ void SqliteStore::NoteSuccess() {
   }
 }
 
+Status SqliteStore::FreeSpace(const std::function<Status()>& deletion, std::string_view context) {
+  Status s = deletion();
+  if (s.code() == StatusCode::kResourceExhausted && ReleaseReserve()) s = deletion();
+  if (s.ok()) {
+    NoteSuccess();
+  } else {
+    NoteFailure(context.empty() ? s : s.WithContext(context));
+  }
+  return s;
+}
+
 // ---------------------------------------------------------------- queues
 
 StatusOr<int> SqliteStore::AddQueue(const std::string& sink, QueueOptions options) {
@@ -1461,15 +1476,7 @@ StatusOr<std::vector<QueuedEnvelope>> SqliteStore::PeekQueue(QueueState& q, size
   }
   std::lock_guard<std::mutex> db_lock(db_mu_);
   if (q.pending_records > 0) {
-    Status s = DeleteDelivered(q, q.removed_through);
-    if (s.code() == StatusCode::kResourceExhausted && ReleaseReserve()) {
-      s = DeleteDelivered(q, q.removed_through);
-    }
-    if (s.ok()) {
-      NoteSuccess();
-    } else {
-      NoteFailure(s);
-    }
+    (void)FreeSpace([&] { return DeleteDelivered(q, q.removed_through); });
   }
   Query query(q.peek);
   query.U64(1, q.removed_through).U64(2, std::min(max, kPeekMaxRows));
@@ -1493,16 +1500,9 @@ StatusOr<std::vector<QueuedEnvelope>> SqliteStore::PeekQueue(QueueState& q, size
 Status SqliteStore::RemoveFromQueue(QueueState& q, uint64_t through_seq) {
   if (options_.read_only) return ReadOnlyError();
   std::lock_guard<std::mutex> db_lock(db_mu_);
-  Status s = DeleteDelivered(q, through_seq);
-  if (s.code() == StatusCode::kResourceExhausted && ReleaseReserve()) {
-    s = DeleteDelivered(q, through_seq);
-  }
-  if (s.ok()) {
-    NoteSuccess();
-    return s;
-  }
-  NoteFailure(s.WithContext("sink '" + q.sink +
-                            "': delivered records stay hidden until they can be deleted"));
+  Status s = FreeSpace([&] { return DeleteDelivered(q, through_seq); },
+                       "sink '" + q.sink + "': delivered records stay hidden until they can be deleted");
+  if (s.ok()) return s;
   // The records count as removed (Peek skips them); only the delete waits.
   return IsTransient(s) ? Status::Ok() : s;
 }
@@ -1723,15 +1723,7 @@ StatusOr<uint64_t> SqliteStore::Purge(const std::string& sink) {
     }
     return Status::Ok();
   };
-  Status s = InTransaction("purging", purge);
-  if (s.code() == StatusCode::kResourceExhausted && ReleaseReserve()) {
-    s = InTransaction("purging", purge);
-  }
-  if (!s.ok()) {
-    NoteFailure(s);
-    return s;
-  }
-  NoteSuccess();
+  RETURN_IF_ERROR(FreeSpace([&] { return InTransaction("purging", purge); }));
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t i = 0; i < targets.size(); ++i) {
     QueueState& q = *targets[i];
@@ -1955,15 +1947,7 @@ StatusOr<uint64_t> SqliteStore::PurgeDeadLetters() {
     ASSIGN_OR_RETURN(uint64_t before, MetaCounter("dead_letters_purged"));
     return SetMetaCounter("dead_letters_purged", before + purged);
   };
-  Status s = InTransaction("purging dead letters", purge);
-  if (s.code() == StatusCode::kResourceExhausted && ReleaseReserve()) {
-    s = InTransaction("purging dead letters", purge);
-  }
-  if (!s.ok()) {
-    NoteFailure(s);
-    return s;
-  }
-  NoteSuccess();
+  RETURN_IF_ERROR(FreeSpace([&] { return InTransaction("purging dead letters", purge); }));
   dead_letter_bytes_ = 0;
   return purged;
 }

@@ -133,6 +133,9 @@ TEST_CASE("reload: a pipeline whose definition changed starts empty, and says so
                     milliseconds(30000)));
   TestPublisher pub(broker.url());
   pub.PublishAll(Readings(0, 50), 1);
+  // The broker acknowledged the publisher; wait until the agent took all 50
+  // (they reach the receiver through the passthrough) before reloading.
+  REQUIRE(WaitUntil([&] { return ArrivedNumbers(receiver).size() == 50; }, milliseconds(60000)));
 
   WriteFile(dir.File("sluice.yaml"), Config(dir, broker, receiver.url("/in"), "2h"));
   agent.Signal(SIGHUP);
