@@ -76,18 +76,6 @@ Envelope Record(int64_t n) {
   return Envelope{"temp_1m/" + std::to_string(n), site, std::move(body)};
 }
 
-std::vector<std::string> SplitBrokers(const std::string& bootstraps) {
-  std::vector<std::string> out;
-  size_t from = 0;
-  while (from <= bootstraps.size()) {
-    size_t comma = bootstraps.find(',', from);
-    if (comma == std::string::npos) comma = bootstraps.size();
-    out.push_back(bootstraps.substr(from, comma - from));
-    from = comma + 1;
-  }
-  return out;
-}
-
 // range(0): compression (0 none, 1 lz4); range(1): max.in.flight.
 void BM_OutboxToKafka(benchmark::State& state) {
   sluice::ConfigureLogging(sluice::LogLevel::kWarn, sluice::LogFormat::kText);
@@ -111,7 +99,7 @@ void BM_OutboxToKafka(benchmark::State& state) {
     return;
   }
   sluice::config::KafkaSinkConfig config;
-  config.brokers = SplitBrokers(kafka.Bootstraps());
+  config.brokers = kafka.BrokerAddresses();
   config.topic = "telemetry";
   config.compression = state.range(0) == 0 ? "none" : "lz4";
   config.properties["max.in.flight"] = sluice::config::Secret(std::to_string(state.range(1)));

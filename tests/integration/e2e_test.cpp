@@ -92,14 +92,10 @@ std::set<Transition> ReferenceAlerts(const std::vector<Reading>& readings) {
   return out;
 }
 
-std::string Config(const TempDir& dir, const Mosquitto& broker, const std::string& bootstraps,
-                   const std::string& http_url) {
+std::string Config(const TempDir& dir, const Mosquitto& broker,
+                   const std::vector<std::string>& kafka_brokers, const std::string& http_url) {
   std::string brokers;
-  for (size_t at = 0; at <= bootstraps.size();) {
-    size_t comma = std::min(bootstraps.find(',', at), bootstraps.size());
-    brokers += (brokers.empty() ? "\"" : ", \"") + bootstraps.substr(at, comma - at) + "\"";
-    at = comma + 1;
-  }
+  for (const std::string& b : kafka_brokers) brokers += (brokers.empty() ? "\"" : ", \"") + b + "\"";
   return "agent: { id: e2e-gw, data_dir: " + dir.File("data") + ", http: off, shutdown_grace: 5s }\n"
          "sources:\n"
          "  plant:\n"
@@ -141,7 +137,7 @@ TEST_CASE("end to end: mosquitto → sluice → Kafka and HTTP, exact aggregates
   receiver.Start();
 
   WriteFile(dir.File("sluice.yaml"),
-            Config(dir, broker, kafka.Bootstraps(), receiver.url("/alerts")));
+            Config(dir, broker, kafka.BrokerAddresses(), receiver.url("/alerts")));
 
   // Everything the broker passes on, for the reference.
   ChildOptions capture_logs;

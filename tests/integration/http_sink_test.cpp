@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "tests/memory_dead_letters.h"
 #include "platform/dead_letter.h"
 #include "platform/store.h"
 #include "sinks/delivery.h"
@@ -25,21 +26,6 @@ using std::chrono::milliseconds;
 namespace {
 
 constexpr milliseconds kPatience{60000};  // generous: tests never fail for slowness
-
-class MemoryDeadLetters : public DeadLetterStore {
- public:
-  Status Put(const DeadLetter& l) override {
-    std::lock_guard<std::mutex> lock(mu);
-    letters.push_back(l);
-    return Status::Ok();
-  }
-  std::vector<DeadLetter> Letters() {
-    std::lock_guard<std::mutex> lock(mu);
-    return letters;
-  }
-  std::mutex mu;
-  std::vector<DeadLetter> letters;
-};
 
 // Record n: id "n", body {"id":"rec-n","n":n,"pad":"xx…"} of about `size` bytes.
 Envelope Record(int n, size_t size = 100) {

@@ -3,6 +3,7 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <stdexcept>
@@ -122,6 +123,17 @@ KafkaMock::~KafkaMock() {
 }
 
 std::string KafkaMock::Bootstraps() const { return rd_kafka_mock_cluster_bootstraps(cluster_); }
+
+std::vector<std::string> KafkaMock::BrokerAddresses() const {
+  const std::string all = Bootstraps();
+  std::vector<std::string> out;
+  for (size_t from = 0; from <= all.size();) {
+    size_t comma = std::min(all.find(',', from), all.size());
+    out.push_back(all.substr(from, comma - from));
+    from = comma + 1;
+  }
+  return out;
+}
 
 void KafkaMock::CreateTopic(const std::string& name, int partitions, int replication) {
   rd_kafka_resp_err_t err =

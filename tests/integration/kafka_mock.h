@@ -59,6 +59,8 @@ class KafkaMock {
 
   // "127.0.0.1:PORT1,127.0.0.1:PORT2,..." for bootstrap.servers / `brokers:`.
   std::string Bootstraps() const;
+  // The same, one "host:port" per broker: a config's `brokers:` list.
+  std::vector<std::string> BrokerAddresses() const;
   int broker_count() const { return brokers_; }
 
   // Creates a topic. Topics a producer names that do not exist are

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/memory_dead_letters.h"
 #include "config/config.h"
 #include "platform/dead_letter.h"
 #include "platform/store.h"
@@ -33,6 +34,8 @@ using sluice::testing::TempDir;
 using sluice::testing::WaitUntil;
 
 namespace sluice {
+using sluice::testing::MemoryDeadLetters;
+
 namespace {
 
 constexpr int kSites = 5;
@@ -54,38 +57,9 @@ Envelope Aggregate(int n) { return Envelope{RecordId(n), Site(n), AggregateBody(
 // The record number back from a sluice-id ("p/s-3/42" → 42).
 int NumberOf(const std::string& id) { return std::stoi(id.substr(id.rfind('/') + 1)); }
 
-class CollectingDeadLetters : public DeadLetterStore {
- public:
-  Status Put(const DeadLetter& letter) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    letters_.push_back(letter);
-    return Status::Ok();
-  }
-  std::vector<DeadLetter> letters() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return letters_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<DeadLetter> letters_;
-};
-
-std::vector<std::string> SplitBrokers(const std::string& bootstraps) {
-  std::vector<std::string> out;
-  size_t from = 0;
-  while (from <= bootstraps.size()) {
-    size_t comma = bootstraps.find(',', from);
-    if (comma == std::string::npos) comma = bootstraps.size();
-    out.push_back(bootstraps.substr(from, comma - from));
-    from = comma + 1;
-  }
-  return out;
-}
-
 config::KafkaSinkConfig BaseConfig(const KafkaMock& kafka, const std::string& topic) {
   config::KafkaSinkConfig c;
-  c.brokers = SplitBrokers(kafka.Bootstraps());
+  c.brokers = kafka.BrokerAddresses();
   c.topic = topic;
   return c;
 }
@@ -148,13 +122,13 @@ class Rig {
   uint64_t dead_lettered() const { return loop_->counters().dead_lettered.load(); }
   sinks::DeliveryLoop& loop() { return *loop_; }
   sinks::Sink& sink() { return *sink_; }
-  CollectingDeadLetters& dead_letters() { return dead_letters_; }
+  MemoryDeadLetters& dead_letters() { return dead_letters_; }
 
  private:
   TempDir dir_;
   std::unique_ptr<Store> store_;
   int queue_index_ = 0;
-  CollectingDeadLetters dead_letters_;
+  MemoryDeadLetters dead_letters_;
   std::unique_ptr<sinks::Sink> sink_;
   std::unique_ptr<sinks::DeliveryLoop> loop_;
   std::thread thread_;
@@ -305,7 +279,7 @@ std::set<int> RunWithPermanentProduceError(const std::string& error) {
   REQUIRE(WaitUntil([&] { return rig.delivered() + rig.dead_lettered() == 160; }, 180s));
   CHECK(WaitUntil([&] { return rig.queued() == 0; }, 30s));  // removed just after the count
 
-  const std::vector<DeadLetter> letters = rig.dead_letters().letters();
+  const std::vector<DeadLetter> letters = rig.dead_letters().Letters();
   std::set<int> dead;
   for (const DeadLetter& d : letters) {
     CHECK(d.origin == "sink");
@@ -366,7 +340,7 @@ TEST_CASE("a record larger than message.max.bytes is dead-lettered, the rest del
   rig.Append(21, 20);
   REQUIRE(WaitUntil([&] { return rig.delivered() + rig.dead_lettered() == 41; }, 120s));
   CHECK(rig.dead_lettered() == 1);
-  const std::vector<DeadLetter> letters = rig.dead_letters().letters();
+  const std::vector<DeadLetter> letters = rig.dead_letters().Letters();
   REQUIRE(letters.size() == 1);
   CHECK_THAT(letters[0].reason, Catch::Contains("MSG_SIZE_TOO_LARGE"));
   CHECK(letters[0].payload == big.body);
@@ -401,7 +375,7 @@ TEST_CASE("a record whose topic template cannot be rendered is dead-lettered",
   REQUIRE(WaitUntil([&] { return rig.delivered() + rig.dead_lettered() == 13; }, 120s));
   CHECK(rig.dead_lettered() == 3);
   std::map<std::string, std::string> reason_by_payload;
-  for (const DeadLetter& d : rig.dead_letters().letters()) reason_by_payload[d.payload] = d.reason;
+  for (const DeadLetter& d : rig.dead_letters().Letters()) reason_by_payload[d.payload] = d.reason;
   REQUIRE(reason_by_payload.size() == 3);
   CHECK_THAT(reason_by_payload[no_pipeline.body], Catch::Contains("INVALID_ARGUMENT") &&
                                                       Catch::Contains("pipeline"));

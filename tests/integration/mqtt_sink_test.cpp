@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "tests/memory_dead_letters.h"
 #include "platform/dead_letter.h"
 #include "platform/store.h"
 #include "sinks/delivery.h"
@@ -17,21 +18,6 @@ using namespace sluice::testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-class MemoryDeadLetters : public DeadLetterStore {
- public:
-  Status Put(const DeadLetter& l) override {
-    std::lock_guard<std::mutex> lock(mu);
-    letters.push_back(l);
-    return Status::Ok();
-  }
-  size_t size() {
-    std::lock_guard<std::mutex> lock(mu);
-    return letters.size();
-  }
-  std::mutex mu;
-  std::vector<DeadLetter> letters;
-};
 
 std::string Body(int n) {
   return R"({"id":"agg:)" + std::to_string(n) + R"(","agent":"gw","pipeline":"site_10s","kind":"aggregate",)" +

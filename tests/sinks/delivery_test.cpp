@@ -4,12 +4,15 @@
 #include <mutex>
 #include <thread>
 
+#include "tests/memory_dead_letters.h"
 #include "platform/dead_letter.h"
 #include "platform/store.h"
 #include "sinks/delivery.h"
 
 using namespace sluice;
 using sluice::sinks::WriteResult;
+
+using sluice::testing::MemoryDeadLetters;
 
 namespace {
 
@@ -45,17 +48,6 @@ class ScriptedSink : public sinks::Sink {
   int writes = 0;
   size_t max_batch = 4;
   uint64_t max_bytes = 0;
-};
-
-class MemoryDeadLetters : public DeadLetterStore {
- public:
-  Status Put(const DeadLetter& l) override {
-    std::lock_guard<std::mutex> lock(mu);
-    letters.push_back(l);
-    return Status::Ok();
-  }
-  std::mutex mu;
-  std::vector<DeadLetter> letters;
 };
 
 std::vector<Envelope> Records(int n) {
