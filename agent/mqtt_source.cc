@@ -1,20 +1,58 @@
 #include "agent/mqtt_source.h"
 
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <condition_variable>
-#include <mqtt/async_client.h>
+#include <cstring>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
+#include <vector>
 
 #include "platform/log.h"
-#include "sinks/mqtt_connect.h"
+#include "platform/mqtt_wire.h"
+#include "platform/net_stream.h"
 
 namespace sluice::agent {
 namespace {
 
 constexpr Millis kInitialBackoff{100};
 constexpr Millis kMaxBackoff{30000};
-constexpr auto kConnectTimeout = sinks::kMqttConnectTimeout;
-constexpr auto kSubscribeTimeout = std::chrono::seconds(10);
+constexpr Millis kConnectTimeout{10000};
+constexpr Millis kSubscribeTimeout{10000};
+constexpr Millis kWriteTimeout{10000};
+constexpr uint16_t kKeepAliveSeconds = 30;
+// Read at least this much at a time: at full load one read brings hundreds
+// of messages, which then share one commit.
+constexpr size_t kReadChunk = 64 * 1024;
+// Bytes read before the batch is taken, and readings per batch: bounds the
+// memory a batch holds and the time until its acknowledgements go out.
+constexpr size_t kReadAhead = 256 * 1024;
+constexpr size_t kMaxBatch = 512;
+
+struct Endpoint {
+  std::string host;
+  int port = 0;
+  bool tls = false;
+};
+
+// config/ validated the URL: scheme://host:port, host possibly [v6].
+Endpoint ParseUrl(const std::string& url) {
+  Endpoint e;
+  const size_t scheme_end = url.find("://");
+  const std::string scheme = url.substr(0, scheme_end);
+  e.tls = scheme == "ssl" || scheme == "mqtts";
+  const std::string rest = url.substr(scheme_end + 3);
+  const size_t colon = rest.rfind(':');
+  e.host = rest.substr(0, colon);
+  if (e.host.size() >= 2 && e.host.front() == '[' && e.host.back() == ']') {
+    e.host = e.host.substr(1, e.host.size() - 2);
+  }
+  e.port = std::atoi(rest.c_str() + colon + 1);
+  return e;
+}
 
 }  // namespace
 
@@ -24,56 +62,41 @@ class MqttSource::Impl {
        PipelineRunner& pipelines, DeadLetterStore& dead_letters, const Clock& clock)
       : config_(config),
         index_(index),
+        endpoint_(ParseUrl(config.url)),
         decoder_(std::move(decode)),
         pipelines_(pipelines),
         dead_letters_(dead_letters),
         clock_(clock),
         bad_payload_log_(LogLevel::kWarn, Millis(60000), clock) {}
 
-  ~Impl() { Stop(); }
+  ~Impl() {
+    Stop();
+    if (wake_fd_ >= 0) close(wake_fd_);
+  }
 
   Status Init() {
-    try {
-      // No client-side persistence: what we must not lose is kept by the
-      // broker (persistent session) until we ack it, and by our own outbox.
-      client_ = std::make_unique<mqtt::async_client>(config_.url, config_.client_id,
-                                                     mqtt::create_options(MQTTVERSION_3_1_1),
-                                                     nullptr);
-    } catch (const mqtt::exception& e) {
-      return Status::InvalidArgument("source '" + config_.name + "': " + e.what());
-    }
-    client_->set_message_callback([this](mqtt::const_message_ptr msg) { OnMessage(msg); });
-    client_->set_connection_lost_handler([this](const std::string& cause) {
-      counters_.connected.store(false);
-      LogWarn("source '", config_.name, "': connection to ", config_.url, " lost",
-              cause.empty() ? std::string() : ": " + cause, "; reconnecting");
-      std::lock_guard<std::mutex> lock(mu_);
-      connected_ = false;
-      wake_.notify_all();
-    });
-
-    connect_options_ = sinks::MakeMqttConnectOptions(
-        {config_.tls, config_.username, config_.password, !config_.persistent_session});
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) return Status::Internal(std::string("eventfd: ") + std::strerror(errno));
+    if (config_.tls) tls_ = TlsOptions{config_.tls->ca, config_.tls->cert, config_.tls->key};
+    connect_.client_id = config_.client_id;
+    connect_.clean_session = !config_.persistent_session;
+    connect_.keep_alive_s = kKeepAliveSeconds;
+    connect_.username = config_.username.value();
+    connect_.password = config_.password.value();
     return Status::Ok();
   }
 
-  void Start() { supervisor_ = std::thread([this] { Supervise(); }); }
+  void Start() { thread_ = std::thread([this] { Run(); }); }
 
   void Stop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return;
-      stopping_ = true;
+      if (stopping_.exchange(true)) return;
       wake_.notify_all();
     }
-    if (supervisor_.joinable()) supervisor_.join();
-    if (client_ && client_->is_connected()) {
-      try {
-        client_->disconnect(std::chrono::seconds(5))->wait_for(std::chrono::seconds(10));
-      } catch (const mqtt::exception& e) {
-        LogWarn("source '", config_.name, "': disconnect: ", e.what());
-      }
-    }
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+    if (thread_.joinable()) thread_.join();
     counters_.connected.store(false);
   }
 
@@ -81,28 +104,24 @@ class MqttSource::Impl {
   const SourceCounters& counters() const { return counters_; }
 
  private:
-  void Supervise() {
+  // Connects, subscribes, takes readings until the connection ends, and
+  // reconnects with capped, jittered exponential backoff. Each state is
+  // logged once per change, not per attempt.
+  void Run() {
     Millis backoff = kInitialBackoff;
     bool said_failing = false;
     uint64_t jitter = 0x2545F4914F6CDD1Dull + static_cast<uint64_t>(index_);
-    while (true) {
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        if (stopping_) return;
-        if (connected_) {
-          wake_.wait(lock, [&] { return stopping_ || !connected_; });
-          continue;
-        }
-      }
-      Status s = ConnectAndSubscribe();
-      if (s.ok()) {
-        LogInfo("source '", config_.name, "': connected to ", config_.url, ", subscribed to ",
-                config_.topics.size(), " topic filter(s) at QoS ", config_.qos);
+    while (!stopping_) {
+      subscribed_ = false;
+      Status s = Session();
+      counters_.connected.store(false);
+      if (stopping_) break;
+      if (subscribed_) {
+        LogWarn("source '", config_.name, "': connection to ", config_.url, " lost: ",
+                s.message(), "; reconnecting");
         said_failing = false;
         backoff = kInitialBackoff;
-        continue;
-      }
-      if (!said_failing) {
+      } else if (!said_failing) {
         LogWarn("source '", config_.name, "': cannot connect to ", config_.url, ": ", s.message(),
                 "; retrying with backoff up to ", kMaxBackoff.count() / 1000, "s");
         said_failing = true;
@@ -112,116 +131,275 @@ class MqttSource::Impl {
       jitter ^= jitter << 17;
       Millis delay(backoff.count() / 2 +
                    static_cast<int64_t>(jitter % static_cast<uint64_t>(backoff.count() / 2 + 1)));
-      backoff = std::min(kMaxBackoff, backoff * 2);
+      if (!subscribed_) backoff = std::min(kMaxBackoff, backoff * 2);
       std::unique_lock<std::mutex> lock(mu_);
-      clock_.WaitUntil(lock, wake_, clock_.Now() + delay);
+      if (!stopping_) clock_.WaitUntil(lock, wake_, clock_.Now() + delay);
     }
   }
 
-  Status ConnectAndSubscribe() {
-    try {
-      if (client_->is_connected()) {
-        client_->disconnect()->wait_for(std::chrono::seconds(5));
-      }
-      auto tok = client_->connect(connect_options_);
-      if (!tok->wait_for(kConnectTimeout + std::chrono::seconds(2))) {
-        return Status::Unavailable("connect timed out");
-      }
-      // Subscribe on every connect: with a clean session, or a broker that
-      // lost its state, nothing is resubscribed for us.
-      auto filters = std::make_shared<mqtt::string_collection>();
-      mqtt::iasync_client::qos_collection qos;
-      for (const std::string& t : config_.topics) {
-        filters->push_back(t);
-        qos.push_back(config_.qos);
-      }
-      auto sub = client_->subscribe(filters, qos);
-      if (!sub->wait_for(kSubscribeTimeout)) return Status::Unavailable("subscribe timed out");
-      mqtt::subscribe_response response = sub->get_subscribe_response();
-      for (auto code : response.get_reason_codes()) {
-        if (static_cast<int>(code) >= 0x80) {
-          return Status::PermissionDenied("broker refused the subscription (reason code " +
-                                          std::to_string(static_cast<int>(code)) + ")");
-        }
-      }
-    } catch (const mqtt::exception& e) {
-      return Status::Unavailable(e.get_error_str().empty() ? e.what() : e.get_error_str());
+  // One connection, from connect to its end; returns why it ended.
+  Status Session() {
+    ASSIGN_OR_RETURN(std::unique_ptr<NetStream> net,
+                     NetStream::Connect(endpoint_.host, endpoint_.port,
+                                        endpoint_.tls ? &tls_ : nullptr, kConnectTimeout));
+    have_ = 0;
+    out_.clear();
+    mqtt::AppendConnect(connect_, &out_);
+    RETURN_IF_ERROR(Send(*net));
+    RETURN_IF_ERROR(AwaitConnack(*net));
+    // Subscribe on every connect: with a clean session, or a broker that
+    // lost its state, nothing is resubscribed for us.
+    mqtt::AppendSubscribe(kSubscribeId, config_.topics, config_.qos, &out_);
+    RETURN_IF_ERROR(Send(*net));
+    Status s = Pump(*net, clock_.Now() + kSubscribeTimeout);
+    if (stopping_) {
+      // Unacknowledged readings stay with the broker (persistent session).
+      out_.clear();
+      mqtt::AppendDisconnect(&out_);
+      (void)Send(*net);
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    connected_ = true;
-    counters_.connected.store(true);
+    return s;
+  }
+
+  Status Send(NetStream& net) {
+    Status s = net.WriteAll(out_, clock_.Now() + kWriteTimeout);
+    out_.clear();
+    last_sent_ = clock_.Now();
+    return s;
+  }
+
+  Status AwaitConnack(NetStream& net) {
+    const SteadyTime deadline = clock_.Now() + kConnectTimeout;
+    while (true) {
+      mqtt::Packet packet;
+      ASSIGN_OR_RETURN(size_t used, mqtt::ReadPacket({buffer_.data(), have_}, &packet));
+      if (used > 0) {
+        ASSIGN_OR_RETURN(int code, mqtt::ParseConnack(packet));
+        Consume(used);
+        if (code == 0) return Status::Ok();
+        std::string reason = "the broker refused the connection: " + mqtt::ConnackReason(code);
+        return code == 4 || code == 5 ? Status::PermissionDenied(reason)
+                                      : Status::Unavailable(reason);
+      }
+      if (stopping_) return Status::Cancelled("stopping");
+      if (clock_.Now() >= deadline) return Status::DeadlineExceeded("no CONNACK within 10 s");
+      RETURN_IF_ERROR(WaitAndRead(net, deadline));
+    }
+  }
+
+  // Takes readings until the connection breaks or the source stops.
+  Status Pump(NetStream& net, SteadyTime subscribe_deadline) {
+    const Millis keep_alive(kKeepAliveSeconds * 1000);
+    last_received_ = clock_.Now();
+    while (!stopping_) {
+      bool more = false;
+      RETURN_IF_ERROR(TakeBuffered(&more));
+      if (!out_.empty()) RETURN_IF_ERROR(Send(net));
+      if (more) continue;  // a full batch: more complete packets may be buffered
+      const SteadyTime now = clock_.Now();
+      if (!subscribed_ && now >= subscribe_deadline) {
+        return Status::DeadlineExceeded("no SUBACK within 10 s");
+      }
+      if (now - last_received_ > keep_alive * 3 / 2) {
+        return Status::Unavailable("nothing from the broker for 45 s");
+      }
+      if (now - last_sent_ >= keep_alive / 2) {
+        mqtt::AppendPingreq(&out_);
+        RETURN_IF_ERROR(Send(net));
+      }
+      RETURN_IF_ERROR(WaitAndRead(net, std::min(now + Millis(1000), last_sent_ + keep_alive / 2)));
+    }
+    return Status::Cancelled("stopping");
+  }
+
+  // Waits (until `deadline`, or Stop) for bytes and reads what is there, up
+  // to kReadAhead.
+  Status WaitAndRead(NetStream& net, SteadyTime deadline) {
+    if (!net.buffered()) {
+      pollfd fds[2] = {{net.fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+      auto left = std::chrono::duration_cast<Millis>(deadline - clock_.Now()).count();
+      int n = poll(fds, 2, static_cast<int>(std::clamp<int64_t>(left, 0, 1000)));
+      if (n < 0 && errno != EINTR) return Status::Internal(std::string("poll: ") + std::strerror(errno));
+      if (n <= 0 || (fds[0].revents == 0 && !net.buffered())) return Status::Ok();
+    }
+    for (size_t read = 0; read < kReadAhead;) {
+      if (buffer_.size() - have_ < kReadChunk) buffer_.resize(have_ + kReadChunk);
+      ASSIGN_OR_RETURN(size_t n, net.Read(buffer_.data() + have_, buffer_.size() - have_));
+      if (n == 0) break;
+      have_ += n;
+      read += n;
+      last_received_ = clock_.Now();
+    }
     return Status::Ok();
   }
 
-  // Runs on Paho's callback thread; Paho acks the message when this returns.
-  void OnMessage(const mqtt::const_message_ptr& msg) {
-    const std::string& payload = msg->get_payload_ref().str();
-    counters_.messages.fetch_add(1, std::memory_order_relaxed);
-    counters_.bytes.fetch_add(payload.size(), std::memory_order_relaxed);
-    int64_t arrival = ToEpochMillis(clock_.WallNow());
-    // Paho calls this from one thread per client: the scratch record is
-    // reused, so its vectors and strings keep their capacity.
-    operators::Record& record = scratch_;
-    Status s = decoder_.Decode(msg->get_topic(), payload, arrival, &record);
-    if (!s.ok()) {
-      counters_.decode_errors.fetch_add(1, std::memory_order_relaxed);
-      DeadLetterMessage(*msg, s, arrival);
-      return;
-    }
-    // The raw message goes along: journaled with the outputs when a window or
-    // alert reads this source, so the ack below follows a commit of both.
-    s = pipelines_.Process(index_, record, msg->get_topic(), payload);
-    if (!s.ok()) {
-      // Only during shutdown, after the pipelines closed; the broker
-      // redelivers what we did not take, as long as the session is persistent.
-      LogWarn("source '", config_.name, "': reading not taken: ", s.ToString());
+  void Consume(size_t used) {
+    if (used == 0) return;
+    std::memmove(buffer_.data(), buffer_.data() + used, have_ - used);
+    have_ -= used;
+    // One huge message must not pin its buffer for good.
+    if (buffer_.size() > 4 * kReadAhead && have_ < kReadAhead) {
+      buffer_.resize(kReadAhead);
+      buffer_.shrink_to_fit();
     }
   }
 
-  void DeadLetterMessage(const mqtt::message& msg, const Status& reason, int64_t arrival) {
+  // Every complete packet buffered (up to kMaxBatch readings): control
+  // packets answered, readings taken as one batch, their acks queued in
+  // out_. *more: the batch filled up before the buffer was empty.
+  Status TakeBuffered(bool* more) {
+    size_t used = 0;
+    batch_.clear();
+    while (batch_.size() < kMaxBatch) {
+      mqtt::Packet packet;
+      ASSIGN_OR_RETURN(size_t n, mqtt::ReadPacket({buffer_.data() + used, have_ - used}, &packet));
+      if (n == 0) break;
+      used += n;
+      RETURN_IF_ERROR(Handle(packet));
+    }
+    *more = batch_.size() == kMaxBatch;
+    Status s = batch_.empty() ? Status::Ok() : TakeBatch();
+    batch_.clear();  // it views buffer_
+    Consume(used);
+    return s;
+  }
+
+  Status Handle(const mqtt::Packet& packet) {
+    switch (packet.type) {
+      case mqtt::PacketType::kPublish: {
+        mqtt::Publish publish;
+        RETURN_IF_ERROR(mqtt::ParsePublish(packet, &publish));
+        if (publish.qos == 2 && awaiting_release_.count(publish.packet_id) > 0) {
+          // Sent again before our PUBREC arrived: taken already.
+          mqtt::AppendAck(mqtt::PacketType::kPubrec, publish.packet_id, &out_);
+          return Status::Ok();
+        }
+        batch_.push_back(publish);
+        return Status::Ok();
+      }
+      case mqtt::PacketType::kPubrel: {
+        ASSIGN_OR_RETURN(uint16_t id, mqtt::ParseAckId(packet));
+        awaiting_release_.erase(id);
+        mqtt::AppendAck(mqtt::PacketType::kPubcomp, id, &out_);
+        return Status::Ok();
+      }
+      case mqtt::PacketType::kSuback: {
+        mqtt::Suback suback;
+        RETURN_IF_ERROR(mqtt::ParseSuback(packet, &suback));
+        for (uint8_t code : suback.codes) {
+          if (code >= 0x80) {
+            return Status::PermissionDenied("broker refused the subscription (return code " +
+                                            std::to_string(code) + ")");
+          }
+        }
+        subscribed_ = true;
+        counters_.connected.store(true);
+        LogInfo("source '", config_.name, "': connected to ", config_.url, ", subscribed to ",
+                config_.topics.size(), " topic filter(s) at QoS ", config_.qos);
+        return Status::Ok();
+      }
+      case mqtt::PacketType::kPingresp:
+        return Status::Ok();
+      default:
+        return Status::InvalidArgument("unexpected MQTT packet type " +
+                                       std::to_string(static_cast<int>(packet.type)) +
+                                       " from the broker");
+    }
+  }
+
+  // Decodes the batch, runs the pipelines on it with one commit, then
+  // queues its acknowledgements. A reading that does not decode is
+  // dead-lettered (and acknowledged once written there).
+  Status TakeBatch() {
+    if (records_.size() < batch_.size()) records_.resize(batch_.size());
+    readings_.clear();
+    const int64_t arrival = ToEpochMillis(clock_.WallNow());
+    for (size_t i = 0; i < batch_.size(); ++i) {
+      const mqtt::Publish& p = batch_[i];
+      counters_.messages.fetch_add(1, std::memory_order_relaxed);
+      counters_.bytes.fetch_add(p.payload.size(), std::memory_order_relaxed);
+      Status s = decoder_.Decode(p.topic, p.payload, arrival, &records_[i]);
+      if (!s.ok()) {
+        counters_.decode_errors.fetch_add(1, std::memory_order_relaxed);
+        RETURN_IF_ERROR(DeadLetterMessage(p, s, arrival));
+        continue;
+      }
+      readings_.push_back({&records_[i], p.topic, p.payload});
+    }
+    if (!readings_.empty()) {
+      // Not committed (stopping, or the store failed for good): no ack, and
+      // the broker sends the readings again.
+      if (Status s = pipelines_.Process(index_, readings_); !s.ok()) {
+        return Status(s.code(), "readings not taken: " + std::string(s.message()));
+      }
+    }
+    for (const mqtt::Publish& p : batch_) {
+      if (p.qos == 1) mqtt::AppendAck(mqtt::PacketType::kPuback, p.packet_id, &out_);
+      if (p.qos == 2) {
+        awaiting_release_.insert(p.packet_id);
+        mqtt::AppendAck(mqtt::PacketType::kPubrec, p.packet_id, &out_);
+      }
+    }
+    return Status::Ok();
+  }
+
+  Status DeadLetterMessage(const mqtt::Publish& message, const Status& reason, int64_t arrival) {
     bad_payload_log_.Log("source '" + config_.name + "': bad payload on '" +
-                         msg.get_topic() + "' dead-lettered: " +
+                         std::string(message.topic) + "' dead-lettered: " +
                          std::string(reason.message()));
     DeadLetter letter;
     letter.time_ms = arrival;
     letter.origin = "source";
     letter.name = config_.name;
-    letter.topic = msg.get_topic();
+    letter.topic = std::string(message.topic);
     letter.reason = std::string(reason.message());
-    letter.payload = msg.get_payload();
+    letter.payload = std::string(message.payload);
     // Hold the ack until the dead letter is written: a bad payload is kept too.
     Millis backoff = kInitialBackoff;
     while (true) {
       Status s = dead_letters_.Put(letter);
-      if (s.ok()) return;
+      if (s.ok()) return s;
       LogError("source '", config_.name, "': cannot write dead letter, holding the message: ",
                s.ToString());
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        if (stopping_) return;
-        clock_.WaitUntil(lock, wake_, clock_.Now() + backoff);
-      }
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_) return Status::Cancelled("stopping");
+      clock_.WaitUntil(lock, wake_, clock_.Now() + backoff);
       backoff = std::min(kMaxBackoff, backoff * 2);
     }
   }
 
+  static constexpr uint16_t kSubscribeId = 1;
+
   const config::SourceConfig config_;
   const int index_;
+  const Endpoint endpoint_;
   const operators::JsonDecoder decoder_;
   PipelineRunner& pipelines_;
   DeadLetterStore& dead_letters_;
   const Clock& clock_;
   RateLimitedLog bad_payload_log_;
   SourceCounters counters_;
-  operators::Record scratch_;
+  TlsOptions tls_;
+  mqtt::ConnectOptions connect_;
 
-  std::unique_ptr<mqtt::async_client> client_;
-  mqtt::connect_options connect_options_;
+  // The connection thread's own state.
+  std::vector<char> buffer_;
+  size_t have_ = 0;               // bytes of buffer_ read, not yet consumed
+  std::string out_;               // packets to send
+  std::vector<mqtt::Publish> batch_;
+  std::vector<operators::Record> records_;  // reused: they keep their capacity
+  std::vector<PipelineRunner::Reading> readings_;
+  // QoS 2 packet ids taken and answered with PUBREC, until their PUBREL.
+  std::unordered_set<uint16_t> awaiting_release_;
+  SteadyTime last_sent_;
+  SteadyTime last_received_;
+  bool subscribed_ = false;
+
+  std::thread thread_;
+  int wake_fd_ = -1;
+  std::atomic<bool> stopping_{false};
   std::mutex mu_;
   std::condition_variable wake_;
-  bool connected_ = false;
-  bool stopping_ = false;
-  std::thread supervisor_;
 };
 
 StatusOr<std::unique_ptr<MqttSource>> MqttSource::Create(const config::SourceConfig& config,

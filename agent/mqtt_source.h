@@ -1,15 +1,21 @@
 // MqttSource: subscribes to a broker and feeds readings to the pipelines.
 //
-// One supervisor thread owns the connection: it connects, subscribes (on
-// every connect, so a broker that lost the session gets the subscriptions
-// back), and reconnects with capped exponential backoff. The state is logged
-// once per change, not per attempt.
+// One thread per source owns the connection: it connects (TLS with
+// OpenSSL when the URL is ssl:// or mqtts://), subscribes on every connect
+// (a broker that lost the session gets the subscriptions back), takes
+// readings, and reconnects with capped exponential backoff. The state is
+// logged once per change, not per attempt.
 //
-// Paho sends a QoS 1/2 ack when the message callback returns, so the callback
-// returns only after PipelineRunner::Process() has queued the reading's
-// outputs for the sinks. A reading that does not decode goes to the
-// dead-letter store with the reason; it is acknowledged only once it is
-// written there.
+// The MQTT 3.1.1 client is our own (platform/mqtt_wire.h) rather than a
+// library's, for two reasons: acknowledge after commit for a whole batch
+// (Paho acknowledges each message as its callback returns, which costs a
+// commit per reading), and no allocation or copy per message on the way in
+// (a reading is decoded straight from the read buffer). Everything read in
+// one go (up to 512 messages) is one batch: decoded, run through the
+// pipelines and committed once (PipelineRunner::Process); the PUBACKs (QoS
+// 1) or PUBRECs (QoS 2) go out together after the commit. A reading that
+// does not decode goes to the dead-letter store with the reason and is
+// acknowledged only once it is written there.
 #ifndef SLUICE_AGENT_MQTT_SOURCE_H_
 #define SLUICE_AGENT_MQTT_SOURCE_H_
 

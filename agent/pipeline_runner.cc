@@ -145,43 +145,50 @@ Status PipelineRunner::Process(int source, const operators::Record& record) {
   return s;
 }
 
-Status PipelineRunner::Process(int source, const operators::Record& record,
-                               std::string_view topic, std::string_view payload) {
+Status PipelineRunner::Process(int source, const std::vector<Reading>& readings) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return Status::Cancelled("pipelines are stopping");
-  if (!stall_topic_.empty() && topic == stall_topic_) {
-    LogWarn("test hook: stalling the pipelines on a reading on '", topic, "'");
-    while (!closing_.load()) std::this_thread::sleep_for(Millis(100));
-    return Status::Cancelled("pipelines are stopping");
-  }
   const bool journal = source >= 0 && static_cast<size_t>(source) < journaled_.size() &&
                        journaled_[source];
-  uint64_t hash = 0;
-  if (journal) {
-    hash = ContentHash(topic, payload);
-    if (recent_[source].Contains(hash)) {
-      // Committed before a crash, acknowledged too late: the broker sent it
-      // again. Take it (the ack goes out) without counting it twice.
-      ++redeliveries_;
-      redelivery_log_.Log("source '" + source_names_[source] +
-                          "': dropped a redelivered reading already journaled (" +
-                          std::to_string(redeliveries_) + " so far)");
-      return Status::Ok();
+  batch_hashes_.clear();
+  batch_seen_.clear();
+  for (const Reading& reading : readings) {
+    if (!stall_topic_.empty() && reading.topic == stall_topic_) {
+      LogWarn("test hook: stalling the pipelines on a reading on '", reading.topic, "'");
+      while (!closing_.load()) std::this_thread::sleep_for(Millis(100));
+      return Status::Cancelled("pipelines are stopping");
     }
-  }
-  for (const auto& p : pipelines_) {
-    if (p->source == source) Run(*p, record);
-  }
-  if (journal) {
-    commit_.journal.push_back(JournalEntry{source_names_[source], std::string(topic),
-                                           std::string(payload), record.arrival_ms});
+    if (journal) {
+      const uint64_t hash = ContentHash(reading.topic, reading.payload);
+      if (recent_[source].Contains(hash) || !batch_seen_.insert(hash).second) {
+        // Committed before a crash, acknowledged too late: the broker sent it
+        // again. Take it (the ack goes out) without counting it twice.
+        ++redeliveries_;
+        redelivery_log_.Log("source '" + source_names_[source] +
+                            "': dropped a redelivered reading already journaled (" +
+                            std::to_string(redeliveries_) + " so far)");
+        continue;
+      }
+      batch_hashes_.push_back(hash);
+    }
+    for (const auto& p : pipelines_) {
+      if (p->source == source) Run(*p, *reading.record);
+    }
+    if (journal) {
+      commit_.journal.push_back(JournalEntry{source_names_[source], std::string(reading.topic),
+                                             std::string(reading.payload),
+                                             reading.record->arrival_ms});
+    }
   }
   Status s = CommitOutputs();
   if (!s.ok()) {
     diverged_ = true;
     return s;
   }
-  if (journal) recent_[source].Add(hash);
+  // Only now: a reading whose commit failed must not pass for a redelivery.
+  if (journal) {
+    for (uint64_t hash : batch_hashes_) recent_[source].Add(hash);
+  }
   return s;
 }
 

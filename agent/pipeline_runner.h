@@ -1,16 +1,17 @@
 // PipelineRunner: runs every pipeline on the thread of the source that
-// delivered the reading, and commits the outputs before it returns.
+// delivered the readings, and commits the outputs before it returns.
 //
-// Paho acknowledges a QoS 1/2 message when the message callback returns, and
-// delivers the next one only then, so per-reading latency is the ingest
-// ceiling: handing readings to another thread would add two context switches
-// to every one of them. The callback therefore runs the pipelines itself,
-// under one mutex (uncontended with a single source), and writes the outputs
-// to the store's outbox in one committed transaction before it returns:
-// acknowledge after commit. When the commit cannot happen (disk full, I/O
-// error) it retries until it can, holding the ack; at a sink's cap the
-// store applies the sink's overflow policy (with `block`, the write waits and
-// the broker stops sending: backpressure).
+// A source hands over a batch: every message it read off its connection in
+// one go. The runner runs the pipelines on each reading of the batch, under
+// one mutex (uncontended with a single source), and writes all the outputs
+// to the store's outbox in one committed transaction; the source sends the
+// batch's acknowledgements only then: acknowledge after commit, at the cost
+// of one commit per batch rather than per reading. Handing readings to
+// another thread would add context switches and a copy to every one of
+// them. When the commit cannot happen (disk full, I/O error) it retries
+// until it can, holding the acks; at a sink's cap the store applies the
+// sink's overflow policy (with `block`, the write waits and the broker stops
+// sending: backpressure).
 //
 // Crash safety of window and alert state (DESIGN.md, "Acknowledge after
 // commit"; Promises, process crash). A pipeline is *stateful* when its
@@ -106,13 +107,19 @@ class PipelineRunner {
   // (`sluice test`) nothing is journaled.
   void EnableJournal(std::vector<std::string> source_names);
 
+  // A reading as its source took it: decoded, and the raw message.
+  struct Reading {
+    const operators::Record* record;
+    std::string_view topic;
+    std::string_view payload;
+  };
   // Thread-safe. Runs the pipelines reading from `source` (and those reading
-  // their outputs) and queues the outputs; blocks while a sink's queue is
-  // full. kCancelled after Close(). `topic` and `payload` are the raw
-  // message, journaled (in the same commit) when the source feeds a stateful
-  // pipeline; a redelivery of a journaled reading is dropped (returns Ok).
-  Status Process(int source, const operators::Record& record, std::string_view topic,
-                 std::string_view payload);
+  // their outputs) on each reading in turn and queues all their outputs in
+  // one commit: a source acknowledges the whole batch after it returns Ok.
+  // Blocks while a sink's queue is full. kCancelled after Close(). The raw
+  // messages are journaled (in the same commit) when the source feeds a
+  // stateful pipeline; a redelivery of a journaled reading is dropped.
+  Status Process(int source, const std::vector<Reading>& readings);
   // The same without journaling (`sluice test`).
   Status Process(int source, const operators::Record& record);
 
@@ -210,6 +217,8 @@ class PipelineRunner {
   std::vector<std::string> source_names_;  // EnableJournal
   std::vector<bool> journaled_;            // by source: feeds a stateful pipeline
   std::vector<RecentSet> recent_;          // by source
+  std::vector<uint64_t> batch_hashes_;       // of the batch being committed, in order
+  std::unordered_set<uint64_t> batch_seen_;  // the same, to find repeats within the batch
   // A commit failed: operator state may hold readings not in the journal.
   bool diverged_ = false;
   uint64_t redeliveries_ = 0;

@@ -1,0 +1,219 @@
+#include "platform/net_stream.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace sluice {
+namespace {
+
+int MillisUntil(SteadyTime deadline) {
+  auto left = std::chrono::duration_cast<Millis>(deadline - RealClock().Now()).count();
+  return left <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left, 60'000));
+}
+
+// Waits until `fd` is ready for `events`; false when the deadline passed.
+bool WaitFor(int fd, short events, SteadyTime deadline) {
+  while (true) {
+    pollfd p{fd, events, 0};
+    int timeout = MillisUntil(deadline);
+    int n = poll(&p, 1, timeout);
+    if (n > 0) return true;
+    if (n < 0 && errno == EINTR) continue;
+    if (timeout == 0 || n < 0) return false;
+  }
+}
+
+std::string OpenSslError() {
+  unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "TLS error";
+  char text[256];
+  ERR_error_string_n(code, text, sizeof text);
+  return text;
+}
+
+bool IsIpAddress(const std::string& host) {
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+StatusOr<int> ConnectTcp(const std::string& host, int port, SteadyTime deadline) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); rc != 0) {
+    return Status::Unavailable("cannot resolve " + host + ": " + gai_strerror(rc));
+  }
+  std::string last_error = "no address";
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) {
+      last_error = std::strerror(errno);
+      continue;
+    }
+    if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
+      last_error = std::strerror(errno);
+      close(fd);
+      continue;
+    }
+    if (!WaitFor(fd, POLLOUT, deadline)) {
+      last_error = "connect timed out";
+      close(fd);
+      continue;
+    }
+    int error = 0;
+    socklen_t len = sizeof error;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
+    if (error != 0) {
+      last_error = std::strerror(error);
+      close(fd);
+      continue;
+    }
+    // Acknowledgements are small and must leave at once.
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    freeaddrinfo(found);
+    return fd;
+  }
+  freeaddrinfo(found);
+  return Status::Unavailable(last_error);
+}
+
+}  // namespace
+
+struct NetStream::Tls {
+  SSL_CTX* ctx = nullptr;
+  SSL* ssl = nullptr;
+  ~Tls() {
+    if (ssl != nullptr) SSL_free(ssl);
+    if (ctx != nullptr) SSL_CTX_free(ctx);
+  }
+};
+
+NetStream::NetStream(int fd, std::unique_ptr<Tls> tls) : fd_(fd), tls_(std::move(tls)) {}
+
+NetStream::~NetStream() {
+  if (tls_ && tls_->ssl != nullptr) SSL_shutdown(tls_->ssl);  // best effort, non-blocking
+  close(fd_);
+}
+
+StatusOr<std::unique_ptr<NetStream>> NetStream::Connect(const std::string& host, int port,
+                                                        const TlsOptions* tls, Millis timeout) {
+  const SteadyTime deadline = RealClock().Now() + timeout;
+  ASSIGN_OR_RETURN(int fd, ConnectTcp(host, port, deadline));
+  if (tls == nullptr) return std::unique_ptr<NetStream>(new NetStream(fd, nullptr));
+
+  auto t = std::make_unique<Tls>();
+  std::unique_ptr<NetStream> stream(new NetStream(fd, nullptr));
+  t->ctx = SSL_CTX_new(TLS_client_method());
+  if (t->ctx == nullptr) return Status::Internal("TLS: " + OpenSslError());
+  SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
+  SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, nullptr);
+  int ok = tls->ca.empty() ? SSL_CTX_set_default_verify_paths(t->ctx)
+                           : SSL_CTX_load_verify_locations(t->ctx, tls->ca.c_str(), nullptr);
+  if (ok != 1) return Status::InvalidArgument("TLS CA '" + tls->ca + "': " + OpenSslError());
+  if (!tls->cert.empty() &&
+      SSL_CTX_use_certificate_chain_file(t->ctx, tls->cert.c_str()) != 1) {
+    return Status::InvalidArgument("TLS certificate '" + tls->cert + "': " + OpenSslError());
+  }
+  if (!tls->key.empty() &&
+      SSL_CTX_use_PrivateKey_file(t->ctx, tls->key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return Status::InvalidArgument("TLS key '" + tls->key + "': " + OpenSslError());
+  }
+  t->ssl = SSL_new(t->ctx);
+  if (t->ssl == nullptr) return Status::Internal("TLS: " + OpenSslError());
+  SSL_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // The server certificate must name the host we dialled.
+  if (IsIpAddress(host)) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host.c_str());
+  } else {
+    SSL_set_tlsext_host_name(t->ssl, host.c_str());
+    SSL_set1_host(t->ssl, host.c_str());
+  }
+  SSL_set_fd(t->ssl, fd);
+  while (true) {
+    int rc = SSL_connect(t->ssl);
+    if (rc == 1) break;
+    int error = SSL_get_error(t->ssl, rc);
+    short events = error == SSL_ERROR_WANT_READ ? POLLIN : error == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+    if (events == 0) {
+      long verify = SSL_get_verify_result(t->ssl);
+      if (verify != X509_V_OK) {
+        ERR_clear_error();
+        return Status::Unavailable(std::string("TLS: server certificate not trusted: ") +
+                                   X509_verify_cert_error_string(verify));
+      }
+      return Status::Unavailable("TLS handshake failed: " + OpenSslError());
+    }
+    if (!WaitFor(fd, events, deadline)) return Status::DeadlineExceeded("TLS handshake timed out");
+  }
+  stream->tls_ = std::move(t);
+  return stream;
+}
+
+StatusOr<size_t> NetStream::Read(char* buf, size_t capacity) {
+  if (tls_) {
+    int n = SSL_read(tls_->ssl, buf, static_cast<int>(std::min<size_t>(capacity, 1 << 30)));
+    if (n > 0) return static_cast<size_t>(n);
+    int error = SSL_get_error(tls_->ssl, n);
+    if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return size_t{0};
+    if (error == SSL_ERROR_ZERO_RETURN) return Status::Unavailable("the broker closed the connection");
+    return Status::Unavailable("TLS read: " + OpenSslError());
+  }
+  while (true) {
+    ssize_t n = recv(fd_, buf, capacity, 0);
+    if (n > 0) return static_cast<size_t>(n);
+    if (n == 0) return Status::Unavailable("the broker closed the connection");
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
+    return Status::Unavailable(std::string("read: ") + std::strerror(errno));
+  }
+}
+
+bool NetStream::buffered() const { return tls_ && SSL_pending(tls_->ssl) > 0; }
+
+Status NetStream::WriteAll(std::string_view bytes, SteadyTime deadline) {
+  while (!bytes.empty()) {
+    short wait = POLLOUT;
+    if (tls_) {
+      int n = SSL_write(tls_->ssl, bytes.data(), static_cast<int>(std::min<size_t>(bytes.size(), 1 << 30)));
+      if (n > 0) {
+        bytes.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      int error = SSL_get_error(tls_->ssl, n);
+      if (error == SSL_ERROR_WANT_READ) {
+        wait = POLLIN;
+      } else if (error != SSL_ERROR_WANT_WRITE) {
+        return Status::Unavailable("TLS write: " + OpenSslError());
+      }
+    } else {
+      ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        bytes.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        return Status::Unavailable(std::string("write: ") + std::strerror(errno));
+      }
+    }
+    if (!WaitFor(fd_, wait, deadline)) return Status::DeadlineExceeded("write timed out");
+  }
+  return Status::Ok();
+}
+
+}  // namespace sluice
