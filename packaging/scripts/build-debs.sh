@@ -10,9 +10,14 @@
 #       existing native build tree (any CMAKE_INSTALL_PREFIX) instead of
 #       building build-deb-amd64; tests/run.sh does this with its build/
 #
+#   bash packaging/scripts/build-debs.sh --release arm64 armhf   # as CI does
+#
 # Build trees: build-deb-amd64, build-deb-arm64 (the package and the unit
 # tests, run under qemu-aarch64-static), build-deb-armhf (the package only).
-# JOBS sets the build's parallelism (default: nproc).
+# They are RelWithDebInfo; --release builds them Release at Debian's -O2
+# (-O2 -DNDEBUG: RelWithDebInfo's code without its -g, which GCC keeps from
+# changing the code), roughly a quarter less compile time for the same stripped
+# binary. JOBS sets the build's parallelism (default: nproc).
 #
 # armhf: Debian's armhf package index has been seen broken on the mirror for
 # a while ("File has unexpected size ... Mirror sync in progress?"). Its
@@ -24,13 +29,15 @@ shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
 
 amd64_from=""
+build_type=RelWithDebInfo
 archs=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --amd64-from) amd64_from=$2; shift 2 ;;
+    --release) build_type=Release; shift ;;
     amd64|arm64|armhf) archs+=("$1"); shift ;;
-    -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "unknown argument: $1 (amd64, arm64, armhf, --amd64-from DIR)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument: $1 (amd64, arm64, armhf, --amd64-from DIR, --release)" >&2; exit 2 ;;
   esac
 done
 [ ${#archs[@]} -gt 0 ] || archs=(amd64 arm64 armhf)
@@ -53,7 +60,12 @@ start_all=$SECONDS
 
 configure() {  # configure DIR [cmake args...]
   local dir=$1; shift
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_WERROR=ON "$@" >/dev/null
+  local type=(-DCMAKE_BUILD_TYPE="$build_type")
+  # Release at -O2, not CMake's -O3: the optimisation Debian builds with,
+  # and the code (and warnings, -Werror) of RelWithDebInfo.
+  [ "$build_type" != Release ] ||
+    type+=("-DCMAKE_C_FLAGS_RELEASE=-O2 -DNDEBUG" "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG")
+  cmake -S . -B "$dir" -G Ninja "${type[@]}" -DSLUICE_WERROR=ON "$@" >/dev/null
 }
 
 package() {  # package DIR ARCH: cpack, check the architecture, copy to dist/
@@ -117,7 +129,7 @@ for arch in "${archs[@]}"; do
   result[$arch]="$deb ($((SECONDS - t0)) s)"
 done
 
-note "packages (in $((SECONDS - start_all)) s)"
+note "packages (in $((SECONDS - start_all)) s, cross builds $build_type)"
 for arch in "${archs[@]}"; do
   printf '  %-6s %s\n' "$arch" "${result[$arch]}" >&2
 done
