@@ -6,7 +6,7 @@
 // readings, and reconnects with capped exponential backoff. The state is
 // logged once per change, not per attempt.
 //
-// The MQTT 3.1.1 client is our own (platform/mqtt_wire.h) rather than a
+// The MQTT client is our own (platform/mqtt_wire.h) rather than a
 // library's, for two reasons: acknowledge after commit for a whole batch
 // (Paho acknowledges each message as its callback returns, which costs a
 // commit per reading), and no allocation or copy per message on the way in
@@ -16,6 +16,13 @@
 // 1) or PUBRECs (QoS 2) go out together after the commit. A reading that
 // does not decode goes to the dead-letter store with the reason and is
 // acknowledged only once it is written there.
+//
+// It speaks MQTT 5 and asks for a Receive Maximum of 4096: the broker keeps
+// sending while a batch commits. Over MQTT 3.1.1 the broker's own limit
+// applies (mosquitto: max_inflight_messages, 20 by default), so batches at
+// QoS 1/2 are at most that big and the broker queues the rest meanwhile
+// (and drops past max_queued_messages). A broker that refuses MQTT 5 is
+// spoken to in 3.1.1 from then on.
 #ifndef SLUICE_AGENT_MQTT_SOURCE_H_
 #define SLUICE_AGENT_MQTT_SOURCE_H_
 

@@ -30,6 +30,35 @@ uint16_t U16At(std::string_view in, size_t at) {
   return static_cast<uint16_t>(static_cast<uint8_t>(in[at]) << 8 | static_cast<uint8_t>(in[at + 1]));
 }
 
+void AppendU32(uint32_t v, std::string* out) {
+  AppendU16(static_cast<uint16_t>(v >> 16), out);
+  AppendU16(static_cast<uint16_t>(v & 0xffff), out);
+}
+
+// A variable byte integer at in[*at]; false when it runs past `in` or over
+// four bytes.
+bool ReadVarint(std::string_view in, size_t* at, size_t* value) {
+  *value = 0;
+  for (int i = 0; i < 4; ++i) {
+    if (*at >= in.size()) return false;
+    const auto byte = static_cast<uint8_t>(in[(*at)++]);
+    *value |= static_cast<size_t>(byte & 0x7f) << (7 * i);
+    if ((byte & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+// Skips an MQTT 5 property block at in[*at]; returns it (without its length).
+StatusOr<std::string_view> ReadProperties(std::string_view in, size_t* at, const char* packet) {
+  size_t length = 0;
+  if (!ReadVarint(in, at, &length) || in.size() - *at < length) {
+    return Status::InvalidArgument(std::string(packet) + " properties run past the packet");
+  }
+  std::string_view properties = in.substr(*at, length);
+  *at += length;
+  return properties;
+}
+
 }  // namespace
 
 StatusOr<size_t> ReadPacket(std::string_view in, Packet* out) {
@@ -55,7 +84,7 @@ StatusOr<size_t> ReadPacket(std::string_view in, Packet* out) {
   return at + length;
 }
 
-Status ParsePublish(const Packet& packet, Publish* out) {
+Status ParsePublish(const Packet& packet, int version, Publish* out) {
   const std::string_view body = packet.body;
   out->qos = (packet.flags >> 1) & 0x03;
   out->dup = (packet.flags & 0x08) != 0;
@@ -72,15 +101,63 @@ Status ParsePublish(const Packet& packet, Publish* out) {
     out->packet_id = U16At(body, at);
     at += 2;
   }
+  if (version >= 5) RETURN_IF_ERROR(ReadProperties(body, &at, "PUBLISH").status());
   out->payload = body.substr(at);
   return Status::Ok();
 }
 
-StatusOr<int> ParseConnack(const Packet& packet) {
-  if (packet.type != PacketType::kConnack || packet.body.size() != 2) {
+Status ParseConnack(const Packet& packet, int version, Connack* out) {
+  const std::string_view body = packet.body;
+  if (packet.type != PacketType::kConnack || body.size() < 2) {
     return Status::InvalidArgument("expected CONNACK");
   }
-  return static_cast<int>(static_cast<uint8_t>(packet.body[1]));
+  out->code = static_cast<uint8_t>(body[1]);
+  out->server_keep_alive_s = -1;
+  // A 3.1.1 broker answers a version-5 CONNECT with a 3.1.1 CONNACK (no properties).
+  if (version < 5 || body.size() == 2) return Status::Ok();
+  size_t at = 2;
+  ASSIGN_OR_RETURN(std::string_view properties, ReadProperties(body, &at, "CONNACK"));
+  // Walk the properties for Server Keep Alive (0x13); every other one is
+  // skipped by its type's size.
+  for (size_t p = 0; p < properties.size();) {
+    const auto id = static_cast<uint8_t>(properties[p++]);
+    size_t size = 0;
+    switch (id) {
+      case 0x01: case 0x17: case 0x19: case 0x24: case 0x25: case 0x28: case 0x29: case 0x2a:
+        size = 1;
+        break;
+      case 0x13: case 0x21: case 0x22: case 0x23:
+        size = 2;
+        break;
+      case 0x02: case 0x11: case 0x18: case 0x27:
+        size = 4;
+        break;
+      case 0x0b: {
+        size_t ignored = 0;
+        if (!ReadVarint(properties, &p, &ignored)) return Status::InvalidArgument("malformed CONNACK property");
+        continue;
+      }
+      case 0x03: case 0x08: case 0x09: case 0x12: case 0x15: case 0x16: case 0x1a: case 0x1c:
+      case 0x1f:
+        if (properties.size() - p < 2) return Status::InvalidArgument("malformed CONNACK property");
+        size = 2 + U16At(properties, p);
+        break;
+      case 0x26: {  // user property: two strings
+        for (int i = 0; i < 2; ++i) {
+          if (properties.size() - p < 2) return Status::InvalidArgument("malformed CONNACK property");
+          p += 2 + U16At(properties, p);
+          if (p > properties.size()) return Status::InvalidArgument("malformed CONNACK property");
+        }
+        continue;
+      }
+      default:
+        return Status::InvalidArgument("unknown CONNACK property " + std::to_string(id));
+    }
+    if (properties.size() - p < size) return Status::InvalidArgument("malformed CONNACK property");
+    if (id == 0x13) out->server_keep_alive_s = U16At(properties, p);
+    p += size;
+  }
+  return Status::Ok();
 }
 
 std::string ConnackReason(int code) {
@@ -91,21 +168,43 @@ std::string ConnackReason(int code) {
     case 3: return "the broker is unavailable";
     case 4: return "bad user name or password";
     case 5: return "not authorized";
+    case 0x80: return "unspecified error";
+    case 0x81: return "malformed packet";
+    case 0x82: return "protocol error";
+    case 0x83: return "implementation specific error";
+    case 0x84: return "the broker refused the protocol version (MQTT 5)";
+    case 0x85: return "the broker refused the client id";
+    case 0x86: return "bad user name or password";
+    case 0x87: return "not authorized";
+    case 0x88: return "the broker is unavailable";
+    case 0x89: return "the broker is busy";
+    case 0x8a: return "banned";
+    case 0x8c: return "bad authentication method";
+    case 0x95: return "packet too large";
+    case 0x97: return "quota exceeded";
+    case 0x9c: return "use another server";
+    case 0x9d: return "server moved";
+    case 0x9f: return "connection rate exceeded";
   }
-  return "refused with return code " + std::to_string(code);
+  return "refused with reason code " + std::to_string(code);
 }
 
-Status ParseSuback(const Packet& packet, Suback* out) {
+bool ConnackRefusedVersion(int code) { return code == 1 || code == 0x84; }
+
+Status ParseSuback(const Packet& packet, int version, Suback* out) {
   if (packet.type != PacketType::kSuback || packet.body.size() < 3) {
     return Status::InvalidArgument("malformed SUBACK");
   }
   out->packet_id = U16At(packet.body, 0);
-  out->codes.assign(packet.body.begin() + 2, packet.body.end());
+  size_t at = 2;
+  if (version >= 5) RETURN_IF_ERROR(ReadProperties(packet.body, &at, "SUBACK").status());
+  if (at >= packet.body.size()) return Status::InvalidArgument("SUBACK without reason codes");
+  out->codes.assign(packet.body.begin() + static_cast<std::ptrdiff_t>(at), packet.body.end());
   return Status::Ok();
 }
 
 StatusOr<uint16_t> ParseAckId(const Packet& packet) {
-  if (packet.body.size() != 2) return Status::InvalidArgument("malformed acknowledgement");
+  if (packet.body.size() < 2) return Status::InvalidArgument("malformed acknowledgement");
   return U16At(packet.body, 0);
 }
 
@@ -116,9 +215,22 @@ void AppendConnect(const ConnectOptions& options, std::string* out) {
   if (!options.username.empty()) flags |= 0x80;
   std::string body;
   AppendString("MQTT", &body);
-  body.push_back(4);  // protocol level: 3.1.1
+  body.push_back(static_cast<char>(options.version));
   body.push_back(static_cast<char>(flags));
   AppendU16(options.keep_alive_s, &body);
+  if (options.version >= 5) {
+    std::string properties;
+    if (!options.clean_session) {
+      // Session Expiry Interval: the session outlives the connection, as a
+      // 3.1.1 persistent session does (0xFFFFFFFF: it does not expire).
+      properties.push_back(0x11);
+      AppendU32(0xffffffff, &properties);
+    }
+    properties.push_back(0x21);  // Receive Maximum
+    AppendU16(options.receive_maximum, &properties);
+    AppendRemainingLength(properties.size(), &body);
+    body.append(properties);
+  }
   AppendString(options.client_id, &body);
   if (!options.username.empty()) AppendString(options.username, &body);
   if (!options.password.empty()) AppendString(options.password, &body);
@@ -127,15 +239,18 @@ void AppendConnect(const ConnectOptions& options, std::string* out) {
   out->append(body);
 }
 
-void AppendSubscribe(uint16_t packet_id, const std::vector<std::string>& filters, int qos,
-                     std::string* out) {
-  size_t length = 2;
+void AppendSubscribe(int version, uint16_t packet_id, const std::vector<std::string>& filters,
+                     int qos, std::string* out) {
+  size_t length = 2 + (version >= 5 ? 1 : 0);
   for (const std::string& f : filters) length += 2 + f.size() + 1;
   out->push_back(static_cast<char>(FirstByte(PacketType::kSubscribe, 0x02)));
   AppendRemainingLength(length, out);
   AppendU16(packet_id, out);
+  if (version >= 5) out->push_back(0);  // no properties
   for (const std::string& f : filters) {
     AppendString(f, out);
+    // MQTT 5 options: QoS in bits 0-1; no-local, retain-as-published and
+    // retain handling 0: the 3.1.1 behaviour.
     out->push_back(static_cast<char>(qos));
   }
 }

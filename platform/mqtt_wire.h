@@ -1,6 +1,9 @@
-// MQTT 3.1.1 packets as bytes: what the MQTT source needs to subscribe, and
-// what its tests and benchmarks need to publish. Pure: no sockets, no
+// MQTT 5 and 3.1.1 packets as bytes: what the MQTT source needs to
+// subscribe, and what its tests need to publish. Pure: no sockets, no
 // allocation while reading (a parsed packet views the caller's buffer).
+// `version` is the protocol level: 5 (MQTT 5) or 4 (MQTT 3.1.1). MQTT 5
+// properties the source has no use for (user properties, content type...)
+// are skipped.
 //
 //   mqtt::Packet packet;
 //   StatusOr<size_t> used = mqtt::ReadPacket(buffer, &packet);
@@ -59,37 +62,52 @@ struct Publish {
   bool dup = false;
   bool retain = false;
 };
-Status ParsePublish(const Packet& packet, Publish* out);
+Status ParsePublish(const Packet& packet, int version, Publish* out);
 
-// CONNACK's return code (0: accepted), or an error for a malformed packet.
-StatusOr<int> ParseConnack(const Packet& packet);
-// The reason for a refused CONNECT, as MQTT 3.1.1 names return codes 1-5.
+struct Connack {
+  int code = 0;                 // 0: accepted
+  int server_keep_alive_s = -1;  // MQTT 5: the keep-alive the broker imposes; -1: none
+};
+Status ParseConnack(const Packet& packet, int version, Connack* out);
+// The reason for a refused CONNECT: MQTT 3.1.1 return codes 1-5, MQTT 5
+// reason codes 0x80 and up.
 std::string ConnackReason(int code);
+// True when the code says the broker does not speak this protocol version
+// (3.1.1: 1; 5: 0x84), so that the client can try the older one.
+bool ConnackRefusedVersion(int code);
 
-// SUBACK: its packet id and one granted QoS (0-2) or 0x80 (refused) per filter.
+// SUBACK: its packet id and one granted QoS (0-2) or a refusal (0x80 and
+// up) per filter.
 struct Suback {
   uint16_t packet_id = 0;
   std::vector<uint8_t> codes;
 };
-Status ParseSuback(const Packet& packet, Suback* out);
+Status ParseSuback(const Packet& packet, int version, Suback* out);
 
-// PUBACK, PUBREC, PUBREL, PUBCOMP: the packet id.
+// PUBACK, PUBREC, PUBREL, PUBCOMP: the packet id (an MQTT 5 reason code
+// and properties after it are allowed and ignored).
 StatusOr<uint16_t> ParseAckId(const Packet& packet);
 
 struct ConnectOptions {
+  int version = 5;
   std::string client_id;
-  bool clean_session = true;
+  bool clean_session = true;  // MQTT 5: clean start, and the session ends with the connection
   uint16_t keep_alive_s = 30;
   std::string username;  // empty: none
   std::string password;  // empty: none
+  // MQTT 5: how many QoS 1/2 messages the broker may send before it waits
+  // for our acknowledgements (MQTT 3.1.1 leaves that to the broker's
+  // configuration, mosquitto's max_inflight_messages: 20 by default).
+  uint16_t receive_maximum = 65535;
 };
 
 // Each appends one packet to *out, so that several go out in one write.
 void AppendConnect(const ConnectOptions& options, std::string* out);
-void AppendSubscribe(uint16_t packet_id, const std::vector<std::string>& filters, int qos,
-                     std::string* out);
+void AppendSubscribe(int version, uint16_t packet_id, const std::vector<std::string>& filters,
+                     int qos, std::string* out);
 // PUBACK, PUBREC, PUBREL or PUBCOMP.
 void AppendAck(PacketType type, uint16_t packet_id, std::string* out);
+// MQTT 3.1.1's form (tests publish with it).
 void AppendPublish(std::string_view topic, std::string_view payload, int qos,
                    uint16_t packet_id, std::string* out);
 void AppendPingreq(std::string* out);

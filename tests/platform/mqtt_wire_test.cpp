@@ -19,20 +19,73 @@ std::string Bytes(std::initializer_list<int> bytes) {
 
 TEST_CASE("CONNECT carries the protocol level, flags, keep-alive and credentials") {
   std::string out;
-  AppendConnect({"gw", false, 30, "u", "pw"}, &out);
+  AppendConnect({4, "gw", false, 30, "u", "pw"}, &out);
   // 0x10, remaining 21 (10 + 4 + 3 + 4); "MQTT", level 4, flags user|password (0xc0), keep-alive 30,
   // client id "gw", user "u", password "pw".
   CHECK(out == Bytes({0x10, 21, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xc0, 0, 30, 0, 2, 'g', 'w', 0, 1,
                       'u', 0, 2, 'p', 'w'}));
   out.clear();
-  AppendConnect({"gw", true, 60, "", ""}, &out);
+  AppendConnect({4, "gw", true, 60, "", ""}, &out);
   CHECK(out == Bytes({0x10, 14, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x02, 0, 60, 0, 2, 'g', 'w'}));
 }
 
 TEST_CASE("SUBSCRIBE has the reserved flags 0b0010 and a QoS per filter") {
   std::string out;
-  AppendSubscribe(1, {"a/#", "b"}, 1, &out);
+  AppendSubscribe(4, 1, {"a/#", "b"}, 1, &out);
   CHECK(out == Bytes({0x82, 12, 0, 1, 0, 3, 'a', '/', '#', 1, 0, 1, 'b', 1}));
+  out.clear();
+  AppendSubscribe(5, 1, {"a/#"}, 2, &out);  // MQTT 5: an empty property block
+  CHECK(out == Bytes({0x82, 9, 0, 1, 0, 0, 3, 'a', '/', '#', 2}));
+}
+
+TEST_CASE("an MQTT 5 CONNECT asks for a Receive Maximum, and a session expiry when persistent") {
+  std::string out;
+  ConnectOptions options{5, "gw", false, 30, "", ""};
+  options.receive_maximum = 4096;
+  AppendConnect(options, &out);
+  // 10 bytes of variable header, properties: length 8, 0x11 FFFFFFFF, 0x21 0x1000; client id.
+  CHECK(out == Bytes({0x10, 23, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x00, 0, 30, 8, 0x11, 0xff, 0xff,
+                      0xff, 0xff, 0x21, 0x10, 0x00, 0, 2, 'g', 'w'}));
+  out.clear();
+  options.clean_session = true;
+  AppendConnect(options, &out);
+  CHECK(out == Bytes({0x10, 18, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x02, 0, 30, 3, 0x21, 0x10, 0x00,
+                      0, 2, 'g', 'w'}));
+}
+
+TEST_CASE("MQTT 5 PUBLISH, CONNACK and SUBACK properties are skipped") {
+  // QoS 1 PUBLISH, topic "t", id 3, properties: payload format 1, user property ("k","v").
+  std::string in = Bytes({0x32, 18, 0, 1, 't', 0, 3, 9, 0x01, 1, 0x26, 0, 1, 'k', 0, 1, 'v',
+                          'h', 'i', '!'});
+  Packet packet;
+  REQUIRE(ReadPacket(in, &packet).ok());
+  Publish p;
+  REQUIRE(ParsePublish(packet, 5, &p).ok());
+  CHECK(p.topic == "t");
+  CHECK(p.packet_id == 3);
+  CHECK(p.payload == "hi!");
+
+  // CONNACK: session present 0, success, properties: receive maximum 10,
+  // assigned client id "x", server keep alive 60.
+  REQUIRE(ReadPacket(Bytes({0x20, 13, 0, 0, 10, 0x21, 0, 10, 0x12, 0, 1, 'x', 0x13, 0, 60}), &packet).ok());
+  Connack connack;
+  REQUIRE(ParseConnack(packet, 5, &connack).ok());
+  CHECK(connack.code == 0);
+  CHECK(connack.server_keep_alive_s == 60);
+  // A 3.1.1 broker's answer to an MQTT 5 CONNECT: two bytes, return code 1.
+  REQUIRE(ReadPacket(Bytes({0x20, 2, 0, 1}), &packet).ok());
+  REQUIRE(ParseConnack(packet, 5, &connack).ok());
+  CHECK(ConnackRefusedVersion(connack.code));
+  CHECK(connack.server_keep_alive_s == -1);
+  // Properties that run past the packet are refused.
+  REQUIRE(ReadPacket(Bytes({0x20, 4, 0, 0, 9, 0x21}), &packet).ok());
+  CHECK_FALSE(ParseConnack(packet, 5, &connack).ok());
+
+  // SUBACK: id 1, a reason string property, codes 1 and 0x87 (not authorized).
+  REQUIRE(ReadPacket(Bytes({0x90, 9, 0, 1, 4, 0x1f, 0, 1, 'n', 1, 0x87}), &packet).ok());
+  Suback suback;
+  REQUIRE(ParseSuback(packet, 5, &suback).ok());
+  CHECK(suback.codes == std::vector<uint8_t>{1, 0x87});
 }
 
 TEST_CASE("acknowledgements: PUBREL alone has flags") {
@@ -55,7 +108,7 @@ TEST_CASE("a QoS 1 PUBLISH from the broker is read with its topic, id and payloa
   CHECK(*used == in.size());
   CHECK(packet.type == PacketType::kPublish);
   Publish p;
-  REQUIRE(ParsePublish(packet, &p).ok());
+  REQUIRE(ParsePublish(packet, 4, &p).ok());
   CHECK(p.topic == "a/b");
   CHECK(p.packet_id == 5);
   CHECK(p.qos == 1);
@@ -69,7 +122,7 @@ TEST_CASE("a QoS 0 PUBLISH has no packet id, and an empty payload is fine") {
   Packet packet;
   REQUIRE(ReadPacket(in, &packet).ok());
   Publish p;
-  REQUIRE(ParsePublish(packet, &p).ok());
+  REQUIRE(ParsePublish(packet, 4, &p).ok());
   CHECK(p.qos == 0);
   CHECK(p.retain);
   CHECK(p.packet_id == 0);
@@ -115,27 +168,27 @@ TEST_CASE("bytes that cannot be MQTT are refused, never read past") {
 
   Publish p;
   REQUIRE(ReadPacket(Bytes({0x30, 1, 0}), &packet).ok());
-  CHECK_FALSE(ParsePublish(packet, &p).ok());  // no room for the topic length
+  CHECK_FALSE(ParsePublish(packet, 4, &p).ok());  // no room for the topic length
   REQUIRE(ReadPacket(Bytes({0x30, 3, 0, 9, 'a'}), &packet).ok());
-  CHECK_FALSE(ParsePublish(packet, &p).ok());  // topic longer than the packet
+  CHECK_FALSE(ParsePublish(packet, 4, &p).ok());  // topic longer than the packet
   REQUIRE(ReadPacket(Bytes({0x32, 3, 0, 1, 'a'}), &packet).ok());
-  CHECK_FALSE(ParsePublish(packet, &p).ok());  // QoS 1 without its packet id
+  CHECK_FALSE(ParsePublish(packet, 4, &p).ok());  // QoS 1 without its packet id
   REQUIRE(ReadPacket(Bytes({0x36, 5, 0, 1, 'a', 0, 1}), &packet).ok());
-  CHECK_FALSE(ParsePublish(packet, &p).ok());  // QoS 3
+  CHECK_FALSE(ParsePublish(packet, 4, &p).ok());  // QoS 3
 }
 
 TEST_CASE("CONNACK and SUBACK are read, and a refusal is named") {
   Packet packet;
   REQUIRE(ReadPacket(Bytes({0x20, 2, 0, 5}), &packet).ok());
-  auto code = ParseConnack(packet);
-  REQUIRE(code.ok());
-  CHECK(*code == 5);
+  Connack connack;
+  REQUIRE(ParseConnack(packet, 4, &connack).ok());
+  CHECK(connack.code == 5);
   CHECK(ConnackReason(5) == "not authorized");
   CHECK(ConnackReason(4) == "bad user name or password");
 
   REQUIRE(ReadPacket(Bytes({0x90, 4, 0, 1, 1, 0x80}), &packet).ok());
   Suback suback;
-  REQUIRE(ParseSuback(packet, &suback).ok());
+  REQUIRE(ParseSuback(packet, 4, &suback).ok());
   CHECK(suback.packet_id == 1);
   CHECK(suback.codes == std::vector<uint8_t>{1, 0x80});
 
