@@ -6,7 +6,7 @@
 // wait for an fsync. Lock order: db_mu_ before mu_; nobody waits on a
 // condition variable while holding db_mu_.
 //
-// Schema (version 1):
+// Schema (version 2):
 //   meta(key TEXT PRIMARY KEY, value)       schema_version, checkpoint_journal_seq,
 //                                           checkpoint_saved_ms
 //   queues(id INTEGER PRIMARY KEY, sink TEXT UNIQUE, records, bytes, appended,
@@ -15,10 +15,23 @@
 //                                           one table per queue: Peek, Remove and
 //                                           eviction are rowid ranges, no index
 //   journal(seq INTEGER PRIMARY KEY, source, topic, payload BLOB, arrival_ms)
+//                                           version 1's journal, one reading per
+//                                           row: read and trimmed, no longer written
+//   journal_batches(seq INTEGER PRIMARY KEY, first_seq, source, bytes, entries BLOB)
+//                                           a commit's readings of one source in one
+//                                           row (one insert, not one per reading);
+//                                           seq is its last reading's, and entries
+//                                           holds per reading: varint topic length,
+//                                           topic, varint payload length, payload,
+//                                           varint arrival_ms
 //   checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB)
 //   dead_letters(seq INTEGER PRIMARY KEY, time_ms, origin, name, topic, reason,
 //                payload BLOB)           counters in meta: dead_letters_total,
 //                                           dead_letters_dropped, dead_letters_purged
+// Version 2 added journal_batches: a version-1 sluice refuses the file
+// (it would not see the journal). A writer opening a version-1 file adds the
+// table and raises the version; a read-only store on a version-1 file (an
+// older agent still running) reads the old journal only.
 // dead_letters came after version 1 shipped without it; CREATE TABLE IF NOT
 // EXISTS adds it when a writer opens an older file, and an older sluice
 // ignores it, so the version stays 1. A read-only store on a file without it
@@ -104,7 +117,7 @@
 namespace sluice {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 constexpr int kBusyTimeoutMs = 5000;
 // One Peek returns at most this much, whatever `max` asks: memory stays flat
 // however long the backlog is.
@@ -151,6 +164,12 @@ CREATE TABLE IF NOT EXISTS journal(
   topic TEXT NOT NULL,
   payload BLOB NOT NULL,
   arrival_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS journal_batches(
+  seq INTEGER PRIMARY KEY,
+  first_seq INTEGER NOT NULL,
+  source TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  entries BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters(
   seq INTEGER PRIMARY KEY,
@@ -160,8 +179,48 @@ CREATE TABLE IF NOT EXISTS dead_letters(
   topic TEXT NOT NULL,
   reason TEXT NOT NULL,
   payload BLOB NOT NULL);
-INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 1);
+INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 2);
+UPDATE meta SET value=2 WHERE key='schema_version' AND value<2;
 )sql";
+
+void AppendVarint(uint64_t v, std::string* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+bool ReadVarint(std::string_view in, size_t* at, uint64_t* v) {
+  *v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (*at >= in.size()) return false;
+    const auto byte = static_cast<uint8_t>(in[(*at)++]);
+    *v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+// A journal_batches row's entries, in order; false when malformed.
+bool UnpackJournal(std::string_view packed, const std::string& source,
+                   std::vector<JournalEntry>* out) {
+  for (size_t at = 0; at < packed.size();) {
+    JournalEntry e;
+    e.source = source;
+    uint64_t n = 0;
+    if (!ReadVarint(packed, &at, &n) || packed.size() - at < n) return false;
+    e.topic.assign(packed.substr(at, n));
+    at += n;
+    if (!ReadVarint(packed, &at, &n) || packed.size() - at < n) return false;
+    e.payload.assign(packed.substr(at, n));
+    at += n;
+    if (!ReadVarint(packed, &at, &n)) return false;
+    e.arrival_ms = static_cast<int64_t>(n);
+    out->push_back(std::move(e));
+  }
+  return true;
+}
 
 // A dead letter's size as DeadLetterStats::bytes counts it, in C++ and in SQL.
 uint64_t DeadLetterBytes(const DeadLetter& l) {
@@ -484,7 +543,8 @@ class SqliteStore final : public Store {
   Stmt insert_journal_, update_queue_, insert_queue_, select_queues_;
   Stmt queue_records_, read_journal_, journal_high_, journal_count_;
   uint64_t next_journal_seq_ = 1;
-  Stmt delete_checkpoints_, insert_checkpoint_, select_checkpoints_, trim_journal_;
+  std::string journal_packed_;  // reused by WriteOnce: one row's entries
+  Stmt delete_checkpoints_, insert_checkpoint_, select_checkpoints_, trim_journal_, trim_batches_;
   Stmt set_meta_, get_meta_;
   // Dead letters; prepared by DeadLetterTableReady().
   bool dead_letters_ready_ = false;
@@ -732,6 +792,27 @@ Status SqliteStore::Quarantine(const std::string& reason) {
 }
 
 Status SqliteStore::PrepareStatements() {
+  // A read-only store may look at a version-1 file: no journal_batches.
+  int code = SQLITE_OK;
+  auto found = Strings("SELECT name FROM sqlite_master WHERE name='journal_batches'", &code);
+  if (!found.ok()) return found.status();
+  const bool batches = !found->empty();
+  const std::string read_journal =
+      batches ? "SELECT seq, seq, source, topic, payload, arrival_ms, 0 FROM journal WHERE seq>?1 "
+                "UNION ALL SELECT seq, first_seq, source, '', entries, 0, 1 FROM journal_batches "
+                "WHERE seq>?1 ORDER BY 1 LIMIT ?2"
+              : "SELECT seq, seq, source, topic, payload, arrival_ms, 0 FROM journal WHERE seq>?1 "
+                "ORDER BY 1 LIMIT ?2";
+  const std::string journal_high =
+      std::string("SELECT max(ifnull((SELECT max(seq) FROM journal), 0), ") +
+      (batches ? "ifnull((SELECT max(seq) FROM journal_batches), 0), " : "") +
+      "ifnull((SELECT value FROM meta WHERE key='checkpoint_journal_seq'), 0))";
+  const std::string journal_count =
+      batches ? "SELECT (SELECT count(*) FROM journal) + "
+                "ifnull((SELECT sum(seq - first_seq + 1) FROM journal_batches), 0), "
+                "ifnull((SELECT sum(length(payload)) FROM journal), 0) + "
+                "ifnull((SELECT sum(bytes) FROM journal_batches), 0)"
+              : "SELECT count(*), ifnull(sum(length(payload)), 0) FROM journal";
   struct Item {
     Stmt* stmt;
     const char* sql;
@@ -741,7 +822,9 @@ Status SqliteStore::PrepareStatements() {
       {&commit_, "COMMIT"},
       {&rollback_, "ROLLBACK"},
       {&insert_journal_,
-       "INSERT INTO journal(seq, source, topic, payload, arrival_ms) VALUES(?1, ?2, ?3, ?4, ?5)"},
+       batches ? "INSERT INTO journal_batches(seq, first_seq, source, bytes, entries) "
+                 "VALUES(?1, ?2, ?3, ?4, ?5)"
+               : "SELECT 1"},
       {&update_queue_,
        "UPDATE queues SET records=?2, bytes=?3, appended=?4, delivered=?5, dropped_oldest=?6, "
        "dropped_newest=?7, purged=?8, last_seq=max(last_seq, ?9) WHERE id=?1"},
@@ -750,17 +833,14 @@ Status SqliteStore::PrepareStatements() {
        "SELECT id, sink, records, bytes, appended, delivered, dropped_oldest, dropped_newest, "
        "purged, last_seq FROM queues ORDER BY id"},
       {&queue_records_, "SELECT records FROM queues WHERE id=?1"},
-      {&read_journal_,
-       "SELECT seq, source, topic, payload, arrival_ms FROM journal WHERE seq>?1 ORDER BY seq "
-       "LIMIT ?2"},
-      {&journal_high_,
-       "SELECT max(ifnull((SELECT max(seq) FROM journal), 0), "
-       "ifnull((SELECT value FROM meta WHERE key='checkpoint_journal_seq'), 0))"},
-      {&journal_count_, "SELECT count(*), ifnull(sum(length(payload)), 0) FROM journal"},
+      {&read_journal_, read_journal.c_str()},
+      {&journal_high_, journal_high.c_str()},
+      {&journal_count_, journal_count.c_str()},
       {&delete_checkpoints_, "DELETE FROM checkpoints"},
       {&insert_checkpoint_, "INSERT INTO checkpoints(pipeline, snapshot) VALUES(?1, ?2)"},
       {&select_checkpoints_, "SELECT pipeline, snapshot FROM checkpoints"},
       {&trim_journal_, "DELETE FROM journal WHERE seq<=?1"},
+      {&trim_batches_, batches ? "DELETE FROM journal_batches WHERE seq<=?1" : "SELECT 1"},
       {&set_meta_,
        "INSERT INTO meta(key, value) VALUES(?1, ?2) "
        "ON CONFLICT(key) DO UPDATE SET value=excluded.value"},
@@ -854,7 +934,7 @@ void SqliteStore::CloseDb() {
   for (Stmt* s : {&begin_, &commit_, &rollback_, &insert_journal_, &update_queue_,
                   &insert_queue_, &select_queues_, &queue_records_, &read_journal_,
                   &journal_high_, &journal_count_, &delete_checkpoints_, &insert_checkpoint_,
-                  &select_checkpoints_, &trim_journal_, &set_meta_, &get_meta_,
+                  &select_checkpoints_, &trim_journal_, &trim_batches_, &set_meta_, &get_meta_,
                   &insert_dead_letter_, &dead_letter_page_, &delete_dead_letters_through_,
                   &read_dead_letters_, &count_dead_letters_, &delete_all_dead_letters_}) {
     s->Finalize();
@@ -1177,10 +1257,24 @@ Status SqliteStore::WriteOnce(const Commit& commit, const std::vector<bool>* ref
   uint64_t total = total_bytes_;
   uint64_t journal_seq = next_journal_seq_;
   Status s = InTransaction("writing a commit", [&]() -> Status {
-    for (const JournalEntry& j : commit.journal) {
+    // One row per run of entries from the same source (a batch is one run).
+    for (size_t at = 0; at < commit.journal.size();) {
+      const std::string& source = commit.journal[at].source;
+      const uint64_t first = journal_seq;
+      uint64_t bytes = 0;
+      journal_packed_.clear();
+      for (; at < commit.journal.size() && commit.journal[at].source == source; ++at) {
+        const JournalEntry& j = commit.journal[at];
+        AppendVarint(j.topic.size(), &journal_packed_);
+        journal_packed_.append(j.topic);
+        AppendVarint(j.payload.size(), &journal_packed_);
+        journal_packed_.append(j.payload);
+        AppendVarint(static_cast<uint64_t>(j.arrival_ms), &journal_packed_);
+        bytes += j.payload.size();
+        ++journal_seq;
+      }
       Query q(insert_journal_);
-      q.U64(1, journal_seq++).Text(2, j.source).Text(3, j.topic).Blob(4, j.payload)
-          .Int(5, j.arrival_ms);
+      q.U64(1, journal_seq - 1).U64(2, first).Text(3, source).U64(4, bytes).Blob(5, journal_packed_);
       int rc = q.Step();
       if (rc != SQLITE_DONE) return Sql(rc, "writing the journal");
     }
@@ -1556,23 +1650,40 @@ Status SqliteStore::ReadJournal(
   std::vector<std::pair<uint64_t, JournalEntry>> page;
   while (true) {
     page.clear();
+    int64_t rows = 0;
+    uint64_t last_row = after;
     {
       std::lock_guard<std::mutex> db_lock(db_mu_);
       Query q(read_journal_);
       q.U64(1, after).Int(2, kPageRows);
       int rc;
+      std::vector<JournalEntry> unpacked;
       while ((rc = q.Step()) == SQLITE_ROW) {
-        page.push_back({q.ColU64(0), JournalEntry{q.ColBytes(1), q.ColBytes(2), q.ColBytes(3),
-                                                  q.ColInt(4)}});
+        ++rows;
+        const uint64_t last = q.ColU64(0);
+        last_row = last;
+        if (q.ColInt(6) == 0) {  // a version-1 row: one reading
+          page.push_back({last, JournalEntry{q.ColBytes(2), q.ColBytes(3), q.ColBytes(4),
+                                             q.ColInt(5)}});
+          continue;
+        }
+        unpacked.clear();
+        const uint64_t first = q.ColU64(1);
+        if (!UnpackJournal(q.ColBytes(4), q.ColBytes(2), &unpacked) ||
+            unpacked.size() != last - first + 1) {
+          return Status::DataLoss("journal row " + std::to_string(last) + " is malformed");
+        }
+        for (size_t i = 0; i < unpacked.size(); ++i) {
+          if (first + i > after) page.push_back({first + i, std::move(unpacked[i])});
+        }
       }
       if (rc != SQLITE_DONE) return Sql(rc, "reading the journal");
     }
     // fn runs without the lock: it may write to the store.
-    for (const auto& [seq, entry] : page) {
-      RETURN_IF_ERROR(fn(seq, entry));
-      after = seq;
-    }
-    if (page.size() < static_cast<size_t>(kPageRows)) return Status::Ok();
+    for (const auto& [seq, entry] : page) RETURN_IF_ERROR(fn(seq, entry));
+    // A short page was the end (rows the callbacks wrote meanwhile are not read).
+    if (rows < kPageRows) return Status::Ok();
+    after = last_row;
   }
 }
 
@@ -1589,11 +1700,11 @@ Status SqliteStore::SaveCheckpoint(const std::map<std::string, std::string>& sna
       int rc = q.Step();
       if (rc != SQLITE_DONE) return Sql(rc, "saving the checkpoint of '" + pipeline + "'");
     }
-    {
-      Query q(trim_journal_);
+    for (const Stmt* trim : {&trim_journal_, &trim_batches_}) {
+      Query q(*trim);
       q.U64(1, journal_seq);
       int rc = q.Step();
-      if (rc != SQLITE_DONE) return Sql(rc, "trimming the journal");
+      if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Sql(rc, "trimming the journal");
     }
     for (const auto& [key, value] :
          {std::pair<const char*, int64_t>{"checkpoint_journal_seq",

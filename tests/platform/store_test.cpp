@@ -1407,6 +1407,8 @@ TEST_CASE("store: a database written before the dead-letter table opens and gain
       CREATE TABLE outbox_1(seq INTEGER PRIMARY KEY, id TEXT NOT NULL, key TEXT NOT NULL,
         body BLOB NOT NULL, created_ms INTEGER NOT NULL);
       INSERT INTO outbox_1 VALUES(1, 'id-old', 'k', '{"a":1}', 5);
+      INSERT INTO journal VALUES(1, 'plant', 'sensors/a', 'old-1', 11);
+      INSERT INTO journal VALUES(2, 'plant', 'sensors/b', 'old-2', 12);
     )sql";
     char* err = nullptr;
     int rc = sqlite3_exec(db, old_schema, nullptr, nullptr, &err);
@@ -1435,4 +1437,104 @@ TEST_CASE("store: a database written before the dead-letter table opens and gain
   PutOk(*writer, Letter(1));
   CHECK(DeadStats(*writer).letters == 1);
   CHECK(ReadAllDeadLetters(*reader).size() == 1);  // the reader finds the new table
+}
+
+namespace {
+
+std::vector<std::pair<uint64_t, JournalEntry>> ReadAllJournal(Store& store, uint64_t after = 0) {
+  std::vector<std::pair<uint64_t, JournalEntry>> out;
+  Status s = store.ReadJournal(after, [&](uint64_t seq, const JournalEntry& e) {
+    out.push_back({seq, e});
+    return Status::Ok();
+  });
+  REQUIRE(s.ok());
+  return out;
+}
+
+}  // namespace
+
+// Version 2 keeps a commit's readings in one journal row; version 1's rows
+// (one reading each) are still read, in sequence with the new ones.
+TEST_CASE("store: a version-1 journal reads on in order with the batched rows after it") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    const char* v1 = R"sql(
+      PRAGMA journal_mode=WAL;
+      CREATE TABLE meta(key TEXT PRIMARY KEY, value);
+      CREATE TABLE queues(
+        id INTEGER PRIMARY KEY, sink TEXT NOT NULL UNIQUE,
+        records INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
+        appended INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,
+        dropped_oldest INTEGER NOT NULL DEFAULT 0, dropped_newest INTEGER NOT NULL DEFAULT 0,
+        purged INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE journal(seq INTEGER PRIMARY KEY, source TEXT NOT NULL, topic TEXT NOT NULL,
+        payload BLOB NOT NULL, arrival_ms INTEGER NOT NULL);
+      CREATE TABLE checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
+      INSERT INTO meta(key, value) VALUES('schema_version', 1);
+      INSERT INTO journal VALUES(1, 'plant', 'sensors/a', 'old-1', 11);
+      INSERT INTO journal VALUES(2, 'plant', 'sensors/b', 'old-2', 12);
+    )sql";
+    REQUIRE(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  StoreOptions ro;
+  ro.read_only = true;
+  {  // an older agent still writes the file: its journal reads
+    auto reader = OpenOk(path, ro);
+    auto old = ReadAllJournal(*reader);
+    REQUIRE(old.size() == 2);
+    CHECK(old[1].second.payload == "old-2");
+    CHECK(reader->Journal()->readings == 2);
+  }
+  auto store = OpenOk(path);
+  CHECK(*store->LastJournalSeq() == 2);
+  const std::string binary("a\0b\xff", 4);
+  Commit c;
+  c.journal.push_back({"plant", "sensors/c", binary, 13});
+  c.journal.push_back({"plant", "sensors/d", std::string(300, 'x'), 14});  // a 2-byte length
+  c.journal.push_back({"lab", "lab/e", "", 15});                          // another source: its own row
+  c.journal.push_back({"lab", "", "f", 16});
+  REQUIRE(store->Write(c).ok());
+  CHECK(*store->LastJournalSeq() == 6);
+
+  auto all = ReadAllJournal(*store);
+  REQUIRE(all.size() == 6);
+  for (size_t i = 0; i < all.size(); ++i) CHECK(all[i].first == i + 1);
+  CHECK(all[0].second.topic == "sensors/a");
+  CHECK(all[2].second.payload == binary);
+  CHECK(all[2].second.arrival_ms == 13);
+  CHECK(all[3].second.payload.size() == 300);
+  CHECK(all[4].second.source == "lab");
+  CHECK(all[4].second.payload.empty());
+  CHECK(all[5].second.topic.empty());
+  CHECK(all[5].second.payload == "f");
+  auto stats = store->Journal();
+  REQUIRE(stats.ok());
+  CHECK(stats->readings == 6);
+  CHECK(stats->bytes == 5 + 5 + 4 + 300 + 0 + 1);
+
+  // A checkpoint inside a row: the row stays, its covered readings are not read again.
+  REQUIRE(store->SaveCheckpoint({{"p", "state"}}, 3).ok());
+  auto rest = ReadAllJournal(*store, 3);
+  REQUIRE(rest.size() == 3);
+  CHECK(rest[0].first == 4);
+  CHECK(rest[0].second.topic == "sensors/d");
+  REQUIRE(store->SaveCheckpoint({{"p", "state"}}, 6).ok());
+  CHECK(ReadAllJournal(*store).empty());
+  CHECK(store->Journal()->readings == 0);
+  store.reset();
+
+  // A version-1 sluice would not see the batched rows: it refuses the file now.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema_version'", -1, &st,
+                             nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  CHECK(sqlite3_column_int(st, 0) == 2);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
 }
