@@ -1,5 +1,6 @@
 #include "agent/pipeline_runner.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "operators/output.h"
@@ -33,28 +34,34 @@ constexpr char kRecentSetVersion = 1;
 
 }  // namespace
 
+bool PipelineRunner::RecentSet::Contains(uint64_t hash) const {
+  // A scan of 2 KiB: cheaper per reading than a hash set's node allocations.
+  return std::find(ring_.begin(), ring_.begin() + static_cast<std::ptrdiff_t>(size_), hash) !=
+         ring_.begin() + static_cast<std::ptrdiff_t>(size_);
+}
+
 void PipelineRunner::RecentSet::Add(uint64_t hash) {
-  if (!set_.insert(hash).second) return;
-  order_.push_back(hash);
-  if (order_.size() > kRecentReadings) {
-    set_.erase(order_.front());
-    order_.pop_front();
-  }
+  if (Contains(hash)) return;
+  ring_[next_] = hash;
+  next_ = (next_ + 1) % kRecentReadings;
+  size_ = std::min(size_ + 1, kRecentReadings);
 }
 
 // Version byte, then each hash as 8 bytes little-endian, oldest first.
 std::string PipelineRunner::RecentSet::Encode() const {
   std::string out(1, kRecentSetVersion);
-  out.reserve(1 + 8 * order_.size());
-  for (uint64_t h : order_) {
+  out.reserve(1 + 8 * size_);
+  const size_t oldest = size_ < kRecentReadings ? 0 : next_;
+  for (size_t n = 0; n < size_; ++n) {
+    const uint64_t h = ring_[(oldest + n) % kRecentReadings];
     for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((h >> (8 * i)) & 0xff));
   }
   return out;
 }
 
 bool PipelineRunner::RecentSet::Decode(std::string_view in) {
-  order_.clear();
-  set_.clear();
+  size_ = 0;
+  next_ = 0;
   if (in.empty() || in[0] != kRecentSetVersion || (in.size() - 1) % 8 != 0) return false;
   for (size_t at = 1; at < in.size(); at += 8) {
     uint64_t h = 0;
@@ -151,7 +158,6 @@ Status PipelineRunner::Process(int source, const std::vector<Reading>& readings)
   const bool journal = source >= 0 && static_cast<size_t>(source) < journaled_.size() &&
                        journaled_[source];
   batch_hashes_.clear();
-  batch_seen_.clear();
   for (const Reading& reading : readings) {
     if (!stall_topic_.empty() && reading.topic == stall_topic_) {
       LogWarn("test hook: stalling the pipelines on a reading on '", reading.topic, "'");
@@ -160,7 +166,8 @@ Status PipelineRunner::Process(int source, const std::vector<Reading>& readings)
     }
     if (journal) {
       const uint64_t hash = ContentHash(reading.topic, reading.payload);
-      if (recent_[source].Contains(hash) || !batch_seen_.insert(hash).second) {
+      if (recent_[source].Contains(hash) ||
+          std::find(batch_hashes_.begin(), batch_hashes_.end(), hash) != batch_hashes_.end()) {
         // Committed before a crash, acknowledged too late: the broker sent it
         // again. Take it (the ack goes out) without counting it twice.
         ++redeliveries_;

@@ -44,16 +44,15 @@
 #ifndef SLUICE_AGENT_PIPELINE_RUNNER_H_
 #define SLUICE_AGENT_PIPELINE_RUNNER_H_
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
 #include <vector>
 
 #include "operators/operator.h"
@@ -185,14 +184,15 @@ class PipelineRunner {
   // The content hashes of a source's last journaled readings, oldest first.
   class RecentSet {
    public:
-    bool Contains(uint64_t hash) const { return set_.count(hash) > 0; }
+    bool Contains(uint64_t hash) const;
     void Add(uint64_t hash);
     std::string Encode() const;
     bool Decode(std::string_view in);  // false (and empty) when malformed
 
    private:
-    std::deque<uint64_t> order_;
-    std::unordered_set<uint64_t> set_;
+    std::array<uint64_t, kRecentReadings> ring_{};  // the last size_ hashes, next_ the oldest when full
+    size_t size_ = 0;
+    size_t next_ = 0;
   };
 
   std::mutex mu_;
@@ -217,8 +217,7 @@ class PipelineRunner {
   std::vector<std::string> source_names_;  // EnableJournal
   std::vector<bool> journaled_;            // by source: feeds a stateful pipeline
   std::vector<RecentSet> recent_;          // by source
-  std::vector<uint64_t> batch_hashes_;       // of the batch being committed, in order
-  std::unordered_set<uint64_t> batch_seen_;  // the same, to find repeats within the batch
+  std::vector<uint64_t> batch_hashes_;  // of the batch being committed, in order
   // A commit failed: operator state may hold readings not in the journal.
   bool diverged_ = false;
   uint64_t redeliveries_ = 0;

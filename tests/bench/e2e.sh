@@ -12,9 +12,9 @@
 #   demo/http    `sluice run`, 10 s tumbling windows per device (count, avg,
 #                min, max, p95 of temp) and an alert rule (`temp > 80`,
 #                for: 0s, clear below 75; 1 reading in --alert-every per
-#                device is hot), both into an HTTP sink posting to a loopback
-#                receiver (loss: the windows' counts; latency: each alert's
-#                arrival minus its reading's send time).
+#                device is hot), into two HTTP sinks (aggregates, alerts)
+#                posting to one loopback receiver (loss: the windows' counts;
+#                latency: each alert's arrival minus its reading's send time).
 # Each at full speed (--runs times, medians) and at a rate ladder of
 # fractions of the measured ceiling (once each); the demo also at a fixed
 # 5,000 readings/s. Also: start-up time to READY=1 (sd_notify), idle RSS on
@@ -156,13 +156,18 @@ pipelines:
       temp_min: min(temp)
       temp_max: max(temp)
       temp_p95: p95(temp)
-    to: [ upstream ]
+    to: [ aggregates ]
   overheat:
     from: plant
     alert: { when: "temp > 80 && sent_us > 0", clear: "temp < 75", for: 0s, severity: critical, key: [ device ] }
-    to: [ upstream ]
+    to: [ alerts ]
+# Two sinks to the same receiver, as an operator would route them: alerts
+# must not queue behind the burst of aggregates that closes every 10 s.
 sinks:
-  upstream:
+  aggregates:
+    type: http
+    url: http://127.0.0.1:$3/ingest
+  alerts:
     type: http
     url: http://127.0.0.1:$3/ingest
     batch: { max_delay: $max_delay }
