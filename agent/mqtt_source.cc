@@ -254,7 +254,7 @@ class MqttSource::Impl {
     RETURN_IF_ERROR(ReadAvailable(net));
     // Lingering holds acknowledgements back: only when the broker keeps
     // sending meanwhile (MQTT 5's Receive Maximum), or nothing is acked.
-    if (version_ != 5 && config_.qos > 0) return Status::Ok();
+    if (!subscribed_ || (version_ != 5 && config_.qos > 0)) return Status::Ok();
     // Sleeps until the batch should be full at the rate readings have been
     // arriving, rather than waking per message: at a few thousand
     // readings/s a wake-up per message would cost more than the commit saved.
@@ -292,7 +292,11 @@ class MqttSource::Impl {
   Status ReadAvailable(NetStream& net) {
     for (size_t read = 0; read < kReadAhead;) {
       if (buffer_.size() - have_ < kReadChunk) buffer_.resize(have_ + kReadChunk);
-      ASSIGN_OR_RETURN(size_t n, net.Read(buffer_.data() + have_, buffer_.size() - have_));
+      StatusOr<size_t> got = net.Read(buffer_.data() + have_, buffer_.size() - have_);
+      // A broker that answers and hangs up (a refused CONNECT): what it said
+      // is handled first, the closed connection on the next read.
+      if (!got.ok()) return read > 0 ? Status::Ok() : got.status();
+      const size_t n = *got;
       if (n == 0) break;
       have_ += n;
       read += n;

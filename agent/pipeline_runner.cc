@@ -1,6 +1,7 @@
 #include "agent/pipeline_runner.h"
 
 #include <algorithm>
+#include <malloc.h>
 #include <thread>
 
 #include "operators/output.h"
@@ -256,30 +257,45 @@ Status PipelineRunner::Replay(int source, const operators::Record& record,
 }
 
 Status PipelineRunner::Checkpoint() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (diverged_) {
-    Status s = Status::FailedPrecondition(
-        "a commit failed, so the window/alert state may hold readings that are not journaled; "
-        "no checkpoint until restart (the next start rebuilds it from the last checkpoint and "
-        "the journal)");
-    checkpoint_log_.Log("cannot save a checkpoint: " + s.ToString());
-    return s;
-  }
+  std::lock_guard<std::mutex> one_at_a_time(checkpoint_mu_);
   std::map<std::string, std::string> snapshots;
-  for (const auto& p : pipelines_) {
-    if (!p->stateful) continue;
-    snapshots[p->name] = p->op->Snapshot();
-    snapshots[DefinitionKey(p->name)] = p->definition;
+  uint64_t seq = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (diverged_) {
+      Status s = Status::FailedPrecondition(
+          "a commit failed, so the window/alert state may hold readings that are not journaled; "
+          "no checkpoint until restart (the next start rebuilds it from the last checkpoint and "
+          "the journal)");
+      checkpoint_log_.Log("cannot save a checkpoint: " + s.ToString());
+      return s;
+    }
+    for (const auto& p : pipelines_) {
+      if (!p->stateful) continue;
+      snapshots[p->name] = p->op->Snapshot();
+      snapshots[DefinitionKey(p->name)] = p->definition;
+    }
+    if (snapshots.empty()) return Status::Ok();  // nothing stateful, nothing journaled
+    for (size_t i = 0; i < recent_.size(); ++i) {
+      if (journaled_[i]) snapshots[DedupeKey(source_names_[i])] = recent_[i].Encode();
+    }
+    // Under mu_: every journal entry up to here is in the snapshots.
+    StatusOr<uint64_t> last = store_.LastJournalSeq();
+    if (!last.ok()) {
+      checkpoint_log_.Log("cannot save a checkpoint (retrying later): " + last.status().ToString());
+      return last.status();
+    }
+    seq = *last;
   }
-  if (snapshots.empty()) return Status::Ok();  // nothing stateful, nothing journaled
-  for (size_t i = 0; i < recent_.size(); ++i) {
-    if (journaled_[i]) snapshots[DedupeKey(source_names_[i])] = recent_[i].Encode();
-  }
-  // Under mu_: every journal entry up to here is in the operators' state.
-  StatusOr<uint64_t> seq = store_.LastJournalSeq();
-  Status s = seq.ok() ? store_.SaveCheckpoint(snapshots, *seq) : seq.status();
+  // Written without mu_: with thousands of keys the write takes long enough
+  // to hold readings (and alerts) back. Readings committed meanwhile are
+  // journaled after `seq`, so the checkpoint stays exact.
+  Status s = store_.SaveCheckpoint(snapshots, seq);
   if (!s.ok()) checkpoint_log_.Log("cannot save a checkpoint (retrying later): " + s.ToString());
   if (s.ok()) last_checkpoint_ms_.store(ToEpochMillis(clock_.WallNow()), std::memory_order_relaxed);
+  snapshots.clear();
+  // The snapshots were megabytes with many keys: give the pages back.
+  malloc_trim(0);
   return s;
 }
 

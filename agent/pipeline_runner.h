@@ -195,6 +195,7 @@ class PipelineRunner {
     size_t next_ = 0;
   };
 
+  std::mutex checkpoint_mu_;  // one Checkpoint at a time; taken before mu_
   std::mutex mu_;
   bool closed_ = false;
   Store& store_;
