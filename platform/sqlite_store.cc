@@ -127,6 +127,11 @@ constexpr uint64_t kPeekMaxBytes = 8ull << 20;
 constexpr int kPageRows = 256;
 // Rows deleted per transaction when a large delete is pending.
 constexpr int kDeleteChunkRows = 1024;
+// Delivered records are deleted at most this often per queue (and when the
+// queue goes idle, or a commit appends to it): a sink delivering small
+// batches at a high rate would otherwise pay a commit per batch. A crash
+// before the delete delivers them again, with the same ids.
+constexpr Millis kDeleteInterval{100};
 // A WAL checkpoint that completes resets the -wal file; above this size it is
 // also truncated back to it.
 constexpr int64_t kJournalSizeLimit = 16ll << 20;
@@ -367,12 +372,14 @@ struct QueueState {
   uint64_t next_seq = 1;  // db_mu_ only
   // Statements on its table; db_mu_ only.
   Stmt insert, peek, oldest_page, count_through, delete_through, oldest_ms;
-  // Delivered records whose delete could not be committed (disk full): Peek
-  // skips seq <= removed_through; the delete is retried by the next Peek,
-  // Remove or Write of this queue. After a crash they are delivered again.
+  // Delivered records whose delete is not committed yet (deferred, see
+  // kDeleteInterval, or failed: disk full): Peek skips seq <= removed_through;
+  // the delete comes with a later Peek, Remove or Write of this queue, or at
+  // close. After a crash they are delivered again.
   uint64_t removed_through = 0;
   uint64_t pending_records = 0;
   uint64_t pending_bytes = 0;
+  SteadyTime last_delete{};  // db_mu_ only
   bool closed = false;
   std::condition_variable rows_cv;  // with mu_: rows arrived or closed
   std::unique_ptr<QueueView> view;
@@ -408,6 +415,7 @@ class SqliteStore final : public Store {
 
   ~SqliteStore() override {
     Close();
+    FlushDeletes();
     CloseDb();
     if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
   }
@@ -469,6 +477,8 @@ class SqliteStore final : public Store {
   // Read-only: picks up queues the writer added since (db_mu_ held).
   Status LoadNewQueues();
   void CloseDb();
+  // Commits every queue's deferred deletes (at close: not delivered twice).
+  void FlushDeletes();
   StatusOr<std::vector<std::string>> Strings(const char* sql, int* rc_out) {
     return Strings(db_, sql, rc_out);
   }
@@ -1569,8 +1579,11 @@ StatusOr<std::vector<QueuedEnvelope>> SqliteStore::PeekQueue(QueueState& q, size
     }
   }
   std::lock_guard<std::mutex> db_lock(db_mu_);
-  if (q.pending_records > 0) {
-    (void)FreeSpace([&] { return DeleteDelivered(q, q.removed_through); });
+  if (q.pending_records > 0 &&
+      (clock_.Now() - q.last_delete >= kDeleteInterval || q.visible() == 0)) {
+    if (FreeSpace([&] { return DeleteDelivered(q, q.removed_through); }).ok()) {
+      q.last_delete = clock_.Now();
+    }
   }
   Query query(q.peek);
   query.U64(1, q.removed_through).U64(2, std::min(max, kPeekMaxRows));
@@ -1591,11 +1604,32 @@ StatusOr<std::vector<QueuedEnvelope>> SqliteStore::PeekQueue(QueueState& q, size
   return out;
 }
 
+void SqliteStore::FlushDeletes() {
+  if (options_.read_only || db_ == nullptr) return;
+  std::lock_guard<std::mutex> db_lock(db_mu_);
+  for (auto& q : queues_) {
+    if (q->pending_records > 0) (void)FreeSpace([&] { return DeleteDelivered(*q, q->removed_through); });
+  }
+}
+
 Status SqliteStore::RemoveFromQueue(QueueState& q, uint64_t through_seq) {
   if (options_.read_only) return ReadOnlyError();
   std::lock_guard<std::mutex> db_lock(db_mu_);
+  if (clock_.Now() - q.last_delete < kDeleteInterval && q.pending_records < kDeleteChunkRows) {
+    // Deferred: hidden from Peek now, deleted with a later commit.
+    uint64_t n = 0, b = 0;
+    RETURN_IF_ERROR(CountThrough(q, std::max(through_seq, q.removed_through), &n, &b));
+    std::lock_guard<std::mutex> lock(mu_);
+    q.removed_through = std::max(through_seq, q.removed_through);
+    q.pending_records = n;
+    q.pending_bytes = b;
+    return Status::Ok();
+  }
   Status s = FreeSpace([&] { return DeleteDelivered(q, through_seq); },
                        "sink '" + q.sink + "': delivered records stay hidden until they can be deleted");
+  // Only a delete that happened starts the interval: a failed one (disk
+  // full) is retried by the next Peek or Remove.
+  if (s.ok()) q.last_delete = clock_.Now();
   if (s.ok()) return s;
   // The records count as removed (Peek skips them); only the delete waits.
   return IsTransient(s) ? Status::Ok() : s;

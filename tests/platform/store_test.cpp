@@ -1538,3 +1538,42 @@ TEST_CASE("store: a version-1 journal reads on in order with the batched rows af
   sqlite3_finalize(st);
   sqlite3_close(db);
 }
+
+// Deletes of delivered records are deferred (at most one commit per queue
+// every 100 ms), yet never delivered twice while the store is open, and
+// committed at the latest when the queue goes idle or the store closes.
+TEST_CASE("store: deletes of delivered records are batched, and done by close") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  StoreOptions ro;
+  ro.read_only = true;
+  {
+    auto store = OpenOk(path);
+    int q = AddOk(*store, "q");
+    SinkQueue& queue = *store->queue(q);
+    AppendOk(*store, q, Records(0, 30));
+    auto reader = OpenOk(path, ro);
+    const auto start = std::chrono::steady_clock::now();
+    auto first = PeekOk(queue, 10);
+    REQUIRE(queue.Remove(first.back().seq).ok());  // the first delete commits at once
+    auto second = PeekOk(queue, 10);
+    REQUIRE(second.size() == 10);
+    CHECK(second.front().envelope.id == "id-10");  // never the delivered ones again
+    REQUIRE(queue.Remove(second.back().seq).ok());
+    const bool quick = std::chrono::steady_clock::now() - start < std::chrono::milliseconds(90);
+    CHECK(StatsOf(*store, "q").records == 10);
+    CHECK(StatsOf(*store, "q").delivered == 20);
+    if (quick) CHECK(StatsOf(*reader, "q").records == 20);  // the second delete waits
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    auto third = PeekOk(queue, 5);  // past the interval: the waiting delete commits
+    REQUIRE(third.size() == 5);
+    CHECK(third.front().envelope.id == "id-20");
+    CHECK(StatsOf(*reader, "q").records == 10);
+    REQUIRE(queue.Remove(third.back().seq).ok());  // deferred again, until close
+  }
+  auto store = OpenOk(path);
+  int q = AddOk(*store, "q");
+  auto rest = Drain(*store->queue(q));
+  REQUIRE(rest.size() == 5);
+  CHECK(rest.front() == "id-25");
+}
