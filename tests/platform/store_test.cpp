@@ -1383,40 +1383,46 @@ TEST_CASE("store: a dead letter on a full database fails with ResourceExhausted,
   CHECK(DeadStats(*store).letters == 1);
 }
 
-// The schema as sluice wrote it before dead letters moved into the store.
+// A store file as sluice wrote it at schema version 1 (before dead letters
+// moved into the store, and before journal_batches): one queue 'cloud' with
+// one record, two journal rows.
+namespace {
+void WriteVersion1File(const std::string& path) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  const char* old_schema = R"sql(
+    PRAGMA journal_mode=WAL;
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value);
+    CREATE TABLE queues(
+      id INTEGER PRIMARY KEY, sink TEXT NOT NULL UNIQUE,
+      records INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
+      appended INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,
+      dropped_oldest INTEGER NOT NULL DEFAULT 0, dropped_newest INTEGER NOT NULL DEFAULT 0,
+      purged INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0);
+    CREATE TABLE journal(seq INTEGER PRIMARY KEY, source TEXT NOT NULL, topic TEXT NOT NULL,
+      payload BLOB NOT NULL, arrival_ms INTEGER NOT NULL);
+    CREATE TABLE checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
+    INSERT INTO meta(key, value) VALUES('schema_version', 1);
+    INSERT INTO queues(id, sink, records, bytes, appended, last_seq) VALUES(1, 'cloud', 1, 7, 1, 1);
+    CREATE TABLE outbox_1(seq INTEGER PRIMARY KEY, id TEXT NOT NULL, key TEXT NOT NULL,
+      body BLOB NOT NULL, created_ms INTEGER NOT NULL);
+    INSERT INTO outbox_1 VALUES(1, 'id-old', 'k', '{"a":1}', 5);
+    INSERT INTO journal VALUES(1, 'plant', 'sensors/a', 'old-1', 11);
+    INSERT INTO journal VALUES(2, 'plant', 'sensors/b', 'old-2', 12);
+  )sql";
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, old_schema, nullptr, nullptr, &err);
+  INFO((err ? err : ""));
+  sqlite3_free(err);
+  REQUIRE(rc == SQLITE_OK);
+  sqlite3_close(db);
+}
+}  // namespace
+
 TEST_CASE("store: a database written before the dead-letter table opens and gains it") {
   TempDir dir;
   const std::string path = dir.File("sluice.db");
-  {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    const char* old_schema = R"sql(
-      PRAGMA journal_mode=WAL;
-      CREATE TABLE meta(key TEXT PRIMARY KEY, value);
-      CREATE TABLE queues(
-        id INTEGER PRIMARY KEY, sink TEXT NOT NULL UNIQUE,
-        records INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
-        appended INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,
-        dropped_oldest INTEGER NOT NULL DEFAULT 0, dropped_newest INTEGER NOT NULL DEFAULT 0,
-        purged INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0);
-      CREATE TABLE journal(seq INTEGER PRIMARY KEY, source TEXT NOT NULL, topic TEXT NOT NULL,
-        payload BLOB NOT NULL, arrival_ms INTEGER NOT NULL);
-      CREATE TABLE checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
-      INSERT INTO meta(key, value) VALUES('schema_version', 1);
-      INSERT INTO queues(id, sink, records, bytes, appended, last_seq) VALUES(1, 'cloud', 1, 7, 1, 1);
-      CREATE TABLE outbox_1(seq INTEGER PRIMARY KEY, id TEXT NOT NULL, key TEXT NOT NULL,
-        body BLOB NOT NULL, created_ms INTEGER NOT NULL);
-      INSERT INTO outbox_1 VALUES(1, 'id-old', 'k', '{"a":1}', 5);
-      INSERT INTO journal VALUES(1, 'plant', 'sensors/a', 'old-1', 11);
-      INSERT INTO journal VALUES(2, 'plant', 'sensors/b', 'old-2', 12);
-    )sql";
-    char* err = nullptr;
-    int rc = sqlite3_exec(db, old_schema, nullptr, nullptr, &err);
-    INFO((err ? err : ""));
-    sqlite3_free(err);
-    REQUIRE(rc == SQLITE_OK);
-    sqlite3_close(db);
-  }
+  WriteVersion1File(path);
   StoreOptions ro;
   ro.read_only = true;
   {  // `sluice buffer` while an older agent still runs: no dead letters, no error
@@ -1458,28 +1464,7 @@ std::vector<std::pair<uint64_t, JournalEntry>> ReadAllJournal(Store& store, uint
 TEST_CASE("store: a version-1 journal reads on in order with the batched rows after it") {
   TempDir dir;
   const std::string path = dir.File("sluice.db");
-  {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    const char* v1 = R"sql(
-      PRAGMA journal_mode=WAL;
-      CREATE TABLE meta(key TEXT PRIMARY KEY, value);
-      CREATE TABLE queues(
-        id INTEGER PRIMARY KEY, sink TEXT NOT NULL UNIQUE,
-        records INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
-        appended INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,
-        dropped_oldest INTEGER NOT NULL DEFAULT 0, dropped_newest INTEGER NOT NULL DEFAULT 0,
-        purged INTEGER NOT NULL DEFAULT 0, last_seq INTEGER NOT NULL DEFAULT 0);
-      CREATE TABLE journal(seq INTEGER PRIMARY KEY, source TEXT NOT NULL, topic TEXT NOT NULL,
-        payload BLOB NOT NULL, arrival_ms INTEGER NOT NULL);
-      CREATE TABLE checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
-      INSERT INTO meta(key, value) VALUES('schema_version', 1);
-      INSERT INTO journal VALUES(1, 'plant', 'sensors/a', 'old-1', 11);
-      INSERT INTO journal VALUES(2, 'plant', 'sensors/b', 'old-2', 12);
-    )sql";
-    REQUIRE(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
-  }
+  WriteVersion1File(path);
   StoreOptions ro;
   ro.read_only = true;
   {  // an older agent still writes the file: its journal reads
