@@ -58,6 +58,7 @@ TEST_CASE("MQTT 5 PUBLISH, CONNACK and SUBACK properties are skipped") {
   std::string in = Bytes({0x32, 18, 0, 1, 't', 0, 3, 9, 0x01, 1, 0x26, 0, 1, 'k', 0, 1, 'v',
                           'h', 'i', '!'});
   Packet packet;
+  std::string wire;  // the bytes a packet views: alive while it is parsed
   REQUIRE(ReadPacket(in, &packet).ok());
   Publish p;
   REQUIRE(ParsePublish(packet, 5, &p).ok());
@@ -67,22 +68,26 @@ TEST_CASE("MQTT 5 PUBLISH, CONNACK and SUBACK properties are skipped") {
 
   // CONNACK: session present 0, success, properties: receive maximum 10,
   // assigned client id "x", server keep alive 60.
-  REQUIRE(ReadPacket(Bytes({0x20, 13, 0, 0, 10, 0x21, 0, 10, 0x12, 0, 1, 'x', 0x13, 0, 60}), &packet).ok());
+  wire = Bytes({0x20, 13, 0, 0, 10, 0x21, 0, 10, 0x12, 0, 1, 'x', 0x13, 0, 60});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   Connack connack;
   REQUIRE(ParseConnack(packet, 5, &connack).ok());
   CHECK(connack.code == 0);
   CHECK(connack.server_keep_alive_s == 60);
   // A 3.1.1 broker's answer to an MQTT 5 CONNECT: two bytes, return code 1.
-  REQUIRE(ReadPacket(Bytes({0x20, 2, 0, 1}), &packet).ok());
+  wire = Bytes({0x20, 2, 0, 1});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   REQUIRE(ParseConnack(packet, 5, &connack).ok());
   CHECK(ConnackRefusedVersion(connack.code));
   CHECK(connack.server_keep_alive_s == -1);
   // Properties that run past the packet are refused.
-  REQUIRE(ReadPacket(Bytes({0x20, 4, 0, 0, 9, 0x21}), &packet).ok());
+  wire = Bytes({0x20, 4, 0, 0, 9, 0x21});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   CHECK_FALSE(ParseConnack(packet, 5, &connack).ok());
 
   // SUBACK: id 1, a reason string property, codes 1 and 0x87 (not authorized).
-  REQUIRE(ReadPacket(Bytes({0x90, 9, 0, 1, 4, 0x1f, 0, 1, 'n', 1, 0x87}), &packet).ok());
+  wire = Bytes({0x90, 9, 0, 1, 4, 0x1f, 0, 1, 'n', 1, 0x87});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   Suback suback;
   REQUIRE(ParseSuback(packet, 5, &suback).ok());
   CHECK(suback.codes == std::vector<uint8_t>{1, 0x87});
@@ -162,37 +167,46 @@ TEST_CASE("a partial packet asks for more bytes, at every cut") {
 
 TEST_CASE("bytes that cannot be MQTT are refused, never read past") {
   Packet packet;
+  std::string wire;  // the bytes a packet views: alive while it is parsed
   CHECK_FALSE(ReadPacket(Bytes({0x00, 0}), &packet).ok());             // reserved type 0
   CHECK_FALSE(ReadPacket(Bytes({0xf0, 0}), &packet).ok());             // reserved type 15
   CHECK_FALSE(ReadPacket(Bytes({0x30, 0xff, 0xff, 0xff, 0xff, 1}), &packet).ok());  // 5-byte length
 
   Publish p;
-  REQUIRE(ReadPacket(Bytes({0x30, 1, 0}), &packet).ok());
+  wire = Bytes({0x30, 1, 0});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   CHECK_FALSE(ParsePublish(packet, 4, &p).ok());  // no room for the topic length
-  REQUIRE(ReadPacket(Bytes({0x30, 3, 0, 9, 'a'}), &packet).ok());
+  wire = Bytes({0x30, 3, 0, 9, 'a'});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   CHECK_FALSE(ParsePublish(packet, 4, &p).ok());  // topic longer than the packet
-  REQUIRE(ReadPacket(Bytes({0x32, 3, 0, 1, 'a'}), &packet).ok());
+  wire = Bytes({0x32, 3, 0, 1, 'a'});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   CHECK_FALSE(ParsePublish(packet, 4, &p).ok());  // QoS 1 without its packet id
-  REQUIRE(ReadPacket(Bytes({0x36, 5, 0, 1, 'a', 0, 1}), &packet).ok());
+  wire = Bytes({0x36, 5, 0, 1, 'a', 0, 1});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   CHECK_FALSE(ParsePublish(packet, 4, &p).ok());  // QoS 3
 }
 
 TEST_CASE("CONNACK and SUBACK are read, and a refusal is named") {
   Packet packet;
-  REQUIRE(ReadPacket(Bytes({0x20, 2, 0, 5}), &packet).ok());
+  std::string wire;  // the bytes a packet views: alive while it is parsed
+  wire = Bytes({0x20, 2, 0, 5});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   Connack connack;
   REQUIRE(ParseConnack(packet, 4, &connack).ok());
   CHECK(connack.code == 5);
   CHECK(ConnackReason(5) == "not authorized");
   CHECK(ConnackReason(4) == "bad user name or password");
 
-  REQUIRE(ReadPacket(Bytes({0x90, 4, 0, 1, 1, 0x80}), &packet).ok());
+  wire = Bytes({0x90, 4, 0, 1, 1, 0x80});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   Suback suback;
   REQUIRE(ParseSuback(packet, 4, &suback).ok());
   CHECK(suback.packet_id == 1);
   CHECK(suback.codes == std::vector<uint8_t>{1, 0x80});
 
-  REQUIRE(ReadPacket(Bytes({0x62, 2, 0x01, 0x02}), &packet).ok());
+  wire = Bytes({0x62, 2, 0x01, 0x02});
+  REQUIRE(ReadPacket(wire, &packet).ok());
   auto id = ParseAckId(packet);
   REQUIRE(id.ok());
   CHECK(*id == 0x0102);
