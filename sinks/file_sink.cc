@@ -8,6 +8,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "platform/log.h"
+
 namespace sluice::sinks {
 namespace {
 
@@ -59,11 +61,40 @@ class FileSink final : public Sink {
       std::filesystem::create_directories(dir, ec);
       if (ec) return Status::FailedPrecondition("creating " + dir.string() + ": " + ec.message());
     }
-    fd_ = ::open(config_.path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    fd_ = ::open(config_.path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) return ErrnoStatus(errno, "opening " + config_.path);
     struct stat st {};
     if (::fstat(fd_, &st) != 0) return ErrnoStatus(errno, "stat " + config_.path);
     size_ = static_cast<uint64_t>(st.st_size);
+    return CutTornRecord();
+  }
+
+  // A process killed in the middle of a write (SIGKILL, power loss) can
+  // leave part of a batch: a last line without its newline. Those records
+  // were not confirmed, so they are written again; the torn rest goes, or it
+  // would run into the next record.
+  Status CutTornRecord() {
+    uint64_t end = size_;
+    char buf[64 * 1024];
+    while (end > 0) {
+      const uint64_t from = end > sizeof buf ? end - sizeof buf : 0;
+      const ssize_t n = ::pread(fd_, buf, end - from, static_cast<off_t>(from));
+      if (n < 0) return ErrnoStatus(errno, "reading " + config_.path);
+      if (end == size_ && n > 0 && buf[n - 1] == '\n') return Status::Ok();  // intact
+      const void* nl = ::memrchr(buf, '\n', static_cast<size_t>(n));
+      if (nl != nullptr) {
+        end = from + static_cast<uint64_t>(static_cast<const char*>(nl) - buf) + 1;
+        break;
+      }
+      end = from;
+    }
+    if (end == size_) return Status::Ok();
+    if (::ftruncate(fd_, static_cast<off_t>(end)) != 0) {
+      return ErrnoStatus(errno, "cutting a torn record off " + config_.path);
+    }
+    LogWarn("file sink: ", config_.path, " ended in a record cut short (", size_ - end,
+            " bytes, the agent stopped mid-write); removed, it is written again");
+    size_ = end;
     return Status::Ok();
   }
 

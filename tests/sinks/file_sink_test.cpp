@@ -95,3 +95,28 @@ TEST_CASE("file sink refuses a path it cannot open, naming it") {
   REQUIRE_FALSE(sink.ok());
   CHECK(sink.status().message().find("/proc/no-such-dir") != std::string::npos);
 }
+
+TEST_CASE("file sink cuts off a record torn by a crash before it appends") {
+  TempDir dir;
+  sluice::config::FileSinkConfig c;
+  c.path = dir.path + "/out.jsonl";
+  std::string big(100 * 1024, 'x');  // a torn line longer than one read back
+  for (const std::string& tail : {std::string("{\"n\":9"), "{\"n\":\"" + big}) {
+    {
+      std::ofstream out(c.path, std::ios::trunc);
+      out << "{\"n\":0000}\n" << tail;  // killed in the middle of the second record
+    }
+    auto sink = sluice::sinks::NewFileSink(c);
+    REQUIRE(sink.ok());
+    REQUIRE((*sink)->Write(Batch(1, 3)).status.ok());
+    CHECK(Lines(c.path) == std::vector<std::string>{"{\"n\":0000}", "{\"n\":0001}", "{\"n\":0002}"});
+  }
+  {  // nothing but a torn record
+    std::ofstream out(c.path, std::ios::trunc);
+    out << "{\"n\":";
+  }
+  auto sink = sluice::sinks::NewFileSink(c);
+  REQUIRE(sink.ok());
+  REQUIRE((*sink)->Write(Batch(5, 6)).status.ok());
+  CHECK(Lines(c.path) == std::vector<std::string>{"{\"n\":0005}"});
+}
