@@ -479,6 +479,12 @@ class SqliteStore final : public Store {
   void CloseDb();
   // Commits every queue's deferred deletes (at close: not delivered twice).
   void FlushDeletes();
+  // Deletes `q`'s delivered records through `through` now (FreeSpace around
+  // DeleteDelivered); a delete that happened restarts kDeleteInterval.
+  Status DeleteNow(QueueState& q, uint64_t through, std::string_view context = {});
+  // Records through `through` count as delivered and are hidden from Peek;
+  // `n` of them (`b` bytes) still wait for their delete. db_mu_ held.
+  void HideDelivered(QueueState& q, uint64_t through, uint64_t n, uint64_t b);
   StatusOr<std::vector<std::string>> Strings(const char* sql, int* rc_out) {
     return Strings(db_, sql, rc_out);
   }
@@ -1560,10 +1566,20 @@ Status SqliteStore::DeleteDelivered(QueueState& q, uint64_t through) {
     ++room_gen_;
     room_cv_.notify_all();
   }
+  HideDelivered(q, through, n, b);
+  return s;
+}
+
+void SqliteStore::HideDelivered(QueueState& q, uint64_t through, uint64_t n, uint64_t b) {
   std::lock_guard<std::mutex> lock(mu_);
   q.removed_through = through;
   q.pending_records = n;
   q.pending_bytes = b;
+}
+
+Status SqliteStore::DeleteNow(QueueState& q, uint64_t through, std::string_view context) {
+  Status s = FreeSpace([&] { return DeleteDelivered(q, through); }, context);
+  if (s.ok()) q.last_delete = clock_.Now();
   return s;
 }
 
@@ -1581,9 +1597,7 @@ StatusOr<std::vector<QueuedEnvelope>> SqliteStore::PeekQueue(QueueState& q, size
   std::lock_guard<std::mutex> db_lock(db_mu_);
   if (q.pending_records > 0 &&
       (clock_.Now() - q.last_delete >= kDeleteInterval || q.visible() == 0)) {
-    if (FreeSpace([&] { return DeleteDelivered(q, q.removed_through); }).ok()) {
-      q.last_delete = clock_.Now();
-    }
+    (void)DeleteNow(q, q.removed_through);
   }
   Query query(q.peek);
   query.U64(1, q.removed_through).U64(2, std::min(max, kPeekMaxRows));
@@ -1608,7 +1622,7 @@ void SqliteStore::FlushDeletes() {
   if (options_.read_only || db_ == nullptr) return;
   std::lock_guard<std::mutex> db_lock(db_mu_);
   for (auto& q : queues_) {
-    if (q->pending_records > 0) (void)FreeSpace([&] { return DeleteDelivered(*q, q->removed_through); });
+    if (q->pending_records > 0) (void)DeleteNow(*q, q->removed_through);
   }
 }
 
@@ -1618,18 +1632,15 @@ Status SqliteStore::RemoveFromQueue(QueueState& q, uint64_t through_seq) {
   if (clock_.Now() - q.last_delete < kDeleteInterval && q.pending_records < kDeleteChunkRows) {
     // Deferred: hidden from Peek now, deleted with a later commit.
     uint64_t n = 0, b = 0;
-    RETURN_IF_ERROR(CountThrough(q, std::max(through_seq, q.removed_through), &n, &b));
-    std::lock_guard<std::mutex> lock(mu_);
-    q.removed_through = std::max(through_seq, q.removed_through);
-    q.pending_records = n;
-    q.pending_bytes = b;
+    const uint64_t through = std::max(through_seq, q.removed_through);
+    RETURN_IF_ERROR(CountThrough(q, through, &n, &b));
+    HideDelivered(q, through, n, b);
     return Status::Ok();
   }
-  Status s = FreeSpace([&] { return DeleteDelivered(q, through_seq); },
-                       "sink '" + q.sink + "': delivered records stay hidden until they can be deleted");
   // Only a delete that happened starts the interval: a failed one (disk
   // full) is retried by the next Peek or Remove.
-  if (s.ok()) q.last_delete = clock_.Now();
+  Status s = DeleteNow(q, through_seq,
+                       "sink '" + q.sink + "': delivered records stay hidden until they can be deleted");
   if (s.ok()) return s;
   // The records count as removed (Peek skips them); only the delete waits.
   return IsTransient(s) ? Status::Ok() : s;
