@@ -1,13 +1,7 @@
 #include "agent/status_cli.h"
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -15,59 +9,13 @@
 #include <vector>
 
 #include "agent/http_endpoint.h"
+#include "platform/http_client.h"
 #include "config/loader.h"
 
 namespace sluice::agent {
 namespace {
 
 constexpr const char* kDefaultUrl = "http://127.0.0.1:9464";
-
-int RemainingMs(SteadyTime deadline) {
-  auto left = std::chrono::duration_cast<Millis>(deadline - RealClock().Now()).count();
-  return static_cast<int>(std::max<int64_t>(0, left));
-}
-
-// A connected socket to one of `host`'s addresses, or why not.
-StatusOr<int> Connect(const ListenAddress& where, const std::string& shown, SteadyTime deadline) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const std::string port = std::to_string(where.port);
-  if (int rc = ::getaddrinfo(where.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return Status::Unavailable("cannot resolve " + shown + ": " + ::gai_strerror(rc));
-  }
-  std::string why = "no address";
-  int connected = -1;
-  for (addrinfo* ai = found; ai != nullptr && connected < 0; ai = ai->ai_next) {
-    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-      why = std::strerror(errno);
-      continue;
-    }
-    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-      why = std::strerror(errno);
-      ::close(fd);
-      continue;
-    }
-    pollfd p{fd, POLLOUT, 0};
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (::poll(&p, 1, RemainingMs(deadline)) != 1) {
-      why = "timed out";
-    } else if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
-      why = std::strerror(err != 0 ? err : errno);
-    } else {
-      connected = fd;
-      continue;
-    }
-    ::close(fd);
-  }
-  ::freeaddrinfo(found);
-  if (connected < 0) return Status::Unavailable("cannot connect to " + shown + ": " + why);
-  return connected;
-}
 
 // "12", "1.5 KiB"...: what a reader takes in at a glance.
 std::string Bytes(uint64_t n) {
@@ -170,65 +118,16 @@ StatusOr<HttpAnswer> HttpGet(const std::string& base_url, const std::string& pat
   }
   if (rest.substr(0, 7) == "http://") rest.remove_prefix(7);
   rest = rest.substr(0, rest.find('/'));
-  std::string host_port(rest);
-  if (host_port.empty()) return Status::InvalidArgument("no host in URL \"" + base_url + "\"");
-  const bool has_port = host_port.back() != ']' && host_port.rfind(':') != std::string::npos &&
-                        (host_port.front() != '[' || host_port.rfind("]:") != std::string::npos);
-  if (!has_port) host_port += ":80";
-  ASSIGN_OR_RETURN(ListenAddress where, ParseListenAddress(host_port));
-  const std::string shown = "http://" + host_port;
-  const SteadyTime deadline = RealClock().Now() + timeout;
-  ASSIGN_OR_RETURN(int fd, Connect(where, shown, deadline));
-  const std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + host_port +
-                              "\r\nUser-Agent: sluice-status\r\nConnection: close\r\n\r\n";
-  std::string response;
-  size_t sent = 0;
-  Status failure;
-  while (failure.ok()) {
-    pollfd p{fd, static_cast<short>(sent < request.size() ? POLLOUT : POLLIN), 0};
-    int ready = ::poll(&p, 1, RemainingMs(deadline));
-    if (ready == 0) {
-      failure = Status::Unavailable(shown + " did not answer within " +
-                                    std::to_string(timeout.count()) + " ms");
-      break;
-    }
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      failure = Status::Unavailable("reading from " + shown + ": " + std::strerror(errno));
-      break;
-    }
-    if (sent < request.size()) {
-      ssize_t n = ::send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-      if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        failure = Status::Unavailable("writing to " + shown + ": " + std::strerror(errno));
-      }
-      if (n > 0) sent += static_cast<size_t>(n);
-      continue;
-    }
-    char buffer[16384];
-    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-    if (n == 0) break;  // Connection: close ends the body
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      failure = Status::Unavailable("reading from " + shown + ": " + std::strerror(errno));
-      break;
-    }
-    response.append(buffer, static_cast<size_t>(n));
-    if (response.size() > (64u << 20)) {
-      failure = Status::Unavailable(shown + ": the answer is implausibly large");
-    }
+  if (rest.empty()) return Status::InvalidArgument("no host in URL \"" + base_url + "\"");
+  ASSIGN_OR_RETURN(HttpUrl url, ParseHttpUrl("http://" + std::string(rest) + path));
+  HttpClient client(std::move(url), nullptr, timeout, /*max_body=*/64u << 20);
+  const std::vector<std::string> headers = {"User-Agent: sluice-status", "Connection: close"};
+  StatusOr<HttpReply> reply = client.Send("GET", headers, "");
+  if (!reply.ok()) {
+    return Status::Unavailable("http://" + client.url().host_header + ": " +
+                               std::string(reply.status().message()));
   }
-  ::close(fd);
-  if (!failure.ok()) return failure;
-  // "HTTP/1.1 200 OK\r\n...headers...\r\n\r\nbody"
-  const size_t head_end = response.find("\r\n\r\n");
-  if (response.substr(0, 7) != "HTTP/1." || response.size() < 12 || head_end == std::string::npos) {
-    return Status::Unavailable(shown + " did not answer with HTTP");
-  }
-  HttpAnswer answer;
-  answer.status = std::atoi(response.c_str() + 9);
-  answer.body = response.substr(head_end + 4);
-  return answer;
+  return HttpAnswer{reply->status, std::move(reply->body)};
 }
 
 StatusOr<std::string> FormatStatusTables(std::string_view status_json) {

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <mutex>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -11,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,17 +24,22 @@ int MillisUntil(SteadyTime deadline) {
   return left <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left, 60'000));
 }
 
-// Waits until `fd` is ready for `events`; false when the deadline passed.
-bool WaitFor(int fd, short events, SteadyTime deadline) {
+enum class Waited { kReady, kTimedOut, kCancelled };
+
+// Waits until `fd` is ready for `events`, the deadline passes, or
+// `cancel_fd` (when >= 0) becomes readable.
+Waited WaitFor(int fd, short events, SteadyTime deadline, int cancel_fd) {
   while (true) {
-    pollfd p{fd, events, 0};
+    pollfd p[2] = {{fd, events, 0}, {cancel_fd, POLLIN, 0}};
     int timeout = MillisUntil(deadline);
-    int n = poll(&p, 1, timeout);
-    if (n > 0) return true;
+    int n = poll(p, cancel_fd >= 0 ? 2 : 1, timeout);
+    if (n > 0) return cancel_fd >= 0 && p[1].revents != 0 ? Waited::kCancelled : Waited::kReady;
     if (n < 0 && errno == EINTR) continue;
-    if (timeout == 0 || n < 0) return false;
+    if (timeout == 0 || n < 0) return Waited::kTimedOut;
   }
 }
+
+Status Cancelled() { return Status(StatusCode::kAborted, "cancelled"); }
 
 std::string OpenSslError() {
   unsigned long code = ERR_get_error();
@@ -48,7 +55,7 @@ bool IsIpAddress(const std::string& host) {
   return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
-StatusOr<int> ConnectTcp(const std::string& host, int port, SteadyTime deadline) {
+StatusOr<int> ConnectTcp(const std::string& host, int port, SteadyTime deadline, int cancel_fd) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -69,9 +76,13 @@ StatusOr<int> ConnectTcp(const std::string& host, int port, SteadyTime deadline)
       close(fd);
       continue;
     }
-    if (!WaitFor(fd, POLLOUT, deadline)) {
-      last_error = "connect timed out";
+    if (Waited w = WaitFor(fd, POLLOUT, deadline, cancel_fd); w != Waited::kReady) {
       close(fd);
+      if (w == Waited::kCancelled) {
+        freeaddrinfo(found);
+        return Cancelled();
+      }
+      last_error = "connect timed out";
       continue;
     }
     int error = 0;
@@ -103,7 +114,8 @@ struct NetStream::Tls {
   }
 };
 
-NetStream::NetStream(int fd, std::unique_ptr<Tls> tls) : fd_(fd), tls_(std::move(tls)) {}
+NetStream::NetStream(int fd, std::unique_ptr<Tls> tls, int cancel_fd)
+    : fd_(fd), cancel_fd_(cancel_fd), tls_(std::move(tls)) {}
 
 NetStream::~NetStream() {
   if (tls_ && tls_->ssl != nullptr) SSL_shutdown(tls_->ssl);  // best effort, non-blocking
@@ -111,13 +123,24 @@ NetStream::~NetStream() {
 }
 
 StatusOr<std::unique_ptr<NetStream>> NetStream::Connect(const std::string& host, int port,
-                                                        const TlsOptions* tls, Millis timeout) {
+                                                        const TlsOptions* tls, Millis timeout,
+                                                        int cancel_fd) {
+  // OpenSSL writes to the socket with write(), which raises SIGPIPE when the
+  // peer has gone: in a process that kept the default (a test, a tool), that
+  // would kill it instead of failing the write. A handler someone set stays.
+  static std::once_flag sigpipe_once;
+  std::call_once(sigpipe_once, [] {
+    struct sigaction current {};
+    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+      signal(SIGPIPE, SIG_IGN);
+    }
+  });
   const SteadyTime deadline = RealClock().Now() + timeout;
-  ASSIGN_OR_RETURN(int fd, ConnectTcp(host, port, deadline));
-  if (tls == nullptr) return std::unique_ptr<NetStream>(new NetStream(fd, nullptr));
+  ASSIGN_OR_RETURN(int fd, ConnectTcp(host, port, deadline, cancel_fd));
+  if (tls == nullptr) return std::unique_ptr<NetStream>(new NetStream(fd, nullptr, cancel_fd));
 
   auto t = std::make_unique<Tls>();
-  std::unique_ptr<NetStream> stream(new NetStream(fd, nullptr));
+  std::unique_ptr<NetStream> stream(new NetStream(fd, nullptr, cancel_fd));
   t->ctx = SSL_CTX_new(TLS_client_method());
   if (t->ctx == nullptr) return Status::Internal("TLS: " + OpenSslError());
   SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
@@ -158,7 +181,9 @@ StatusOr<std::unique_ptr<NetStream>> NetStream::Connect(const std::string& host,
       }
       return Status::Unavailable("TLS handshake failed: " + OpenSslError());
     }
-    if (!WaitFor(fd, events, deadline)) return Status::DeadlineExceeded("TLS handshake timed out");
+    if (Waited w = WaitFor(fd, events, deadline, cancel_fd); w != Waited::kReady) {
+      return w == Waited::kCancelled ? Cancelled() : Status::DeadlineExceeded("TLS handshake timed out");
+    }
   }
   stream->tls_ = std::move(t);
   return stream;
@@ -170,13 +195,13 @@ StatusOr<size_t> NetStream::Read(char* buf, size_t capacity) {
     if (n > 0) return static_cast<size_t>(n);
     int error = SSL_get_error(tls_->ssl, n);
     if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return size_t{0};
-    if (error == SSL_ERROR_ZERO_RETURN) return Status::Unavailable("the broker closed the connection");
+    if (error == SSL_ERROR_ZERO_RETURN) return Status::Unavailable("the peer closed the connection");
     return Status::Unavailable("TLS read: " + OpenSslError());
   }
   while (true) {
     ssize_t n = recv(fd_, buf, capacity, 0);
     if (n > 0) return static_cast<size_t>(n);
-    if (n == 0) return Status::Unavailable("the broker closed the connection");
+    if (n == 0) return Status::Unavailable("the peer closed the connection");
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
     return Status::Unavailable(std::string("read: ") + std::strerror(errno));
@@ -211,7 +236,9 @@ Status NetStream::WriteAll(std::string_view bytes, SteadyTime deadline) {
         return Status::Unavailable(std::string("write: ") + std::strerror(errno));
       }
     }
-    if (!WaitFor(fd_, wait, deadline)) return Status::DeadlineExceeded("write timed out");
+    if (Waited w = WaitFor(fd_, wait, deadline, cancel_fd_); w != Waited::kReady) {
+      return w == Waited::kCancelled ? Cancelled() : Status::DeadlineExceeded("write timed out");
+    }
   }
   return Status::Ok();
 }

@@ -30,8 +30,11 @@ class NetStream {
   // Resolves `host`, connects and, with `tls`, completes the handshake (the
   // server certificate is verified against the CA and `host`), all within
   // `timeout`. kUnavailable / kDeadlineExceeded with the reason otherwise.
+  // When `cancel_fd` (an eventfd, say) becomes readable, connecting and
+  // WriteAll give up with kAborted.
   static StatusOr<std::unique_ptr<NetStream>> Connect(const std::string& host, int port,
-                                                      const TlsOptions* tls, Millis timeout);
+                                                      const TlsOptions* tls, Millis timeout,
+                                                      int cancel_fd = -1);
   ~NetStream();
   NetStream(const NetStream&) = delete;
   NetStream& operator=(const NetStream&) = delete;
@@ -48,8 +51,9 @@ class NetStream {
 
  private:
   struct Tls;
-  NetStream(int fd, std::unique_ptr<Tls> tls);
+  NetStream(int fd, std::unique_ptr<Tls> tls, int cancel_fd);
   int fd_;
+  int cancel_fd_;
   std::unique_ptr<Tls> tls_;
 };
 

@@ -1,6 +1,5 @@
 #include "sinks/http_sink.h"
 
-#include <curl/curl.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "platform/build_info.h"
+#include "platform/http_client.h"
 #include "platform/json_text.h"
 
 namespace sluice::sinks {
@@ -21,7 +21,7 @@ constexpr size_t kBodyExcerptBytes = 200;
 // How much of a response body is kept at all; the rest is read and dropped,
 // so a huge body costs no memory and the connection stays reusable.
 constexpr size_t kBodyKeptBytes = 1024;
-// Longest header line looked at (Retry-After, Location, the status line).
+// Longest Retry-After value looked at.
 constexpr size_t kHeaderKeptBytes = 2048;
 
 // ---------------------------------------------------------------------------
@@ -115,32 +115,65 @@ void AppendHex(std::string& out, uint64_t v) {
   for (int shift = 60; shift >= 0; shift -= 4) out += kDigits[(v >> shift) & 0xf];
 }
 
-// "https://host:port/path" without user:password@ and without the query
-// (either may hold a token).
-std::string UrlForDisplay(const std::string& url) {
-  CURLU* u = curl_url();
-  if (u == nullptr) return "<url>";
-  std::string shown = "<url>";
-  if (curl_url_set(u, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
-    auto part = [&](CURLUPart which) {
-      char* p = nullptr;
-      std::string s;
-      if (curl_url_get(u, which, &p, 0) == CURLUE_OK && p != nullptr) s = p;
-      curl_free(p);
-      return s;
-    };
-    shown = part(CURLUPART_SCHEME) + "://" + part(CURLUPART_HOST);
-    if (std::string port = part(CURLUPART_PORT); !port.empty()) shown += ":" + port;
-    shown += part(CURLUPART_PATH);
-    if (!part(CURLUPART_QUERY).empty()) shown += "?…";
+// Seconds since the epoch of an HTTP-date (RFC 9110 5.6.7: IMF-fixdate
+// "Sun, 06 Nov 1994 08:49:37 GMT", the obsolete RFC 850 form
+// "Sunday, 06-Nov-94 08:49:37 GMT" and asctime's "Sun Nov  6 08:49:37 1994").
+std::optional<int64_t> ParseHttpDate(std::string_view text) {
+  static constexpr std::string_view kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun",
+                                                 "jul", "aug", "sep", "oct", "nov", "dec"};
+  int month = -1, hour = -1, minute = -1, second = -1;
+  std::vector<int> numbers;  // day, then year
+  size_t i = 0;
+  while (i < text.size()) {
+    if (text[i] == ' ' || text[i] == ',' || text[i] == '-') {
+      ++i;
+      continue;
+    }
+    size_t end = i;
+    while (end < text.size() && text[end] != ' ' && text[end] != ',' && text[end] != '-') ++end;
+    std::string_view token = text.substr(i, end - i);
+    i = end;
+    const bool alpha = std::all_of(token.begin(), token.end(),
+                                   [](char c) { return std::isalpha(static_cast<unsigned char>(c)); });
+    const bool digits = std::all_of(token.begin(), token.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (alpha) {
+      for (int m = 0; m < 12 && token.size() == 3; ++m) {
+        if (EqualsIgnoreCase(token, kMonths[m])) month = m + 1;
+      }
+      continue;  // a weekday or "GMT"
+    }
+    if (digits && token.size() <= 4) {
+      numbers.push_back(std::stoi(std::string(token)));
+      continue;
+    }
+    if (token.size() == 8 && token[2] == ':' && token[5] == ':') {
+      auto two = [&](size_t at) {
+        return std::isdigit(static_cast<unsigned char>(token[at])) &&
+                       std::isdigit(static_cast<unsigned char>(token[at + 1]))
+                   ? (token[at] - '0') * 10 + (token[at + 1] - '0')
+                   : -1;
+      };
+      hour = two(0), minute = two(3), second = two(6);
+      continue;
+    }
+    return std::nullopt;
   }
-  curl_url_cleanup(u);
-  return shown;
-}
-
-void InitCurlOnce() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  if (month < 0 || numbers.size() != 2 || hour < 0 || hour > 23 || minute < 0 || minute > 59 ||
+      second < 0 || second > 60) {
+    return std::nullopt;
+  }
+  const int day = numbers[0];
+  int year = numbers[1];
+  if (year < 100) year += year < 70 ? 2000 : 1900;  // RFC 850's two digits
+  if (day < 1 || day > 31 || year < 1970) return std::nullopt;
+  // Days from the civil date (Howard Hinnant's algorithm).
+  const int y = month <= 2 ? year - 1 : year;
+  const int era = y / 400;
+  const int yoe = y - era * 400;
+  const int doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
+  const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  const int64_t days = static_cast<int64_t>(era) * 146097 + doe - 719468;
+  return days * 86400 + hour * 3600 + minute * 60 + second;
 }
 
 // ---------------------------------------------------------------------------
@@ -149,14 +182,7 @@ class HttpSink : public Sink {
  public:
   HttpSink(std::string name, config::HttpSinkConfig config)
       : name_(std::move(name)), config_(std::move(config)) {
-    request_context_ = "sink '" + name_ + "': " + config_.method + " " + UrlForDisplay(config_.url);
-    user_agent_ = std::string("sluice/") + build_info::kVersion;
-  }
-
-  ~HttpSink() override {
-    if (multi_ != nullptr && easy_ != nullptr) curl_multi_remove_handle(multi_, easy_);
-    if (easy_ != nullptr) curl_easy_cleanup(easy_);
-    if (multi_ != nullptr) curl_multi_cleanup(multi_);
+    user_agent_ = std::string("User-Agent: sluice/") + build_info::kVersion;
   }
 
   Status Init() {
@@ -170,50 +196,19 @@ class HttpSink : public Sink {
                                        "' holds a line break");  // the value is a secret
       }
     }
-    InitCurlOnce();
-    {
-      CURLU* u = curl_url();
-      if (u == nullptr) return Status::Internal("curl_url: out of memory");
-      CURLUcode rc = curl_url_set(u, CURLUPART_URL, config_.url.c_str(), 0);
-      curl_url_cleanup(u);
-      if (rc != CURLUE_OK) {
-        return Status::InvalidArgument("url " + UrlForDisplay(config_.url) + ": " +
-                                       curl_url_strerror(rc));
-      }
+    StatusOr<HttpUrl> url = ParseHttpUrl(config_.url);
+    if (!url.ok()) return url.status();
+    request_context_ = "sink '" + name_ + "': " + config_.method + " " + url->display;
+    std::optional<TlsOptions> tls;
+    if (config_.tls) tls = TlsOptions{config_.tls->ca, config_.tls->cert, config_.tls->key};
+    const Millis timeout = std::max(Millis(1), config_.timeout);
+    client_ = std::make_unique<HttpClient>(std::move(*url), tls ? &*tls : nullptr, timeout,
+                                           kBodyKeptBytes);
+    fixed_headers_ = {"Content-Type: application/json", user_agent_};
+    if (config_.gzip) fixed_headers_.push_back("Content-Encoding: gzip");
+    for (const auto& [header, value] : config_.headers) {
+      fixed_headers_.push_back(header + ": " + value.value());
     }
-    multi_ = curl_multi_init();
-    easy_ = curl_easy_init();
-    if (multi_ == nullptr || easy_ == nullptr) return Status::Internal("curl: out of memory");
-
-    bool ok = true;
-    auto set = [&](CURLcode rc) { ok = ok && rc == CURLE_OK; };
-    set(curl_easy_setopt(easy_, CURLOPT_URL, config_.url.c_str()));
-    set(curl_easy_setopt(easy_, CURLOPT_PROTOCOLS_STR, "http,https"));
-    set(curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L));
-    // Never: a redirect is reported as an error naming its target.
-    set(curl_easy_setopt(easy_, CURLOPT_FOLLOWLOCATION, 0L));
-    const long timeout_ms = std::max<long>(1, static_cast<long>(config_.timeout.count()));
-    set(curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, timeout_ms));
-    set(curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms));
-    set(curl_easy_setopt(easy_, CURLOPT_TCP_KEEPALIVE, 1L));
-    set(curl_easy_setopt(easy_, CURLOPT_USERAGENT, user_agent_.c_str()));
-    set(curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, curl_error_));
-    set(curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, &HttpSink::OnBody));
-    set(curl_easy_setopt(easy_, CURLOPT_WRITEDATA, this));
-    set(curl_easy_setopt(easy_, CURLOPT_HEADERFUNCTION, &HttpSink::OnHeader));
-    set(curl_easy_setopt(easy_, CURLOPT_HEADERDATA, this));
-    if (config_.method == "PUT") {
-      set(curl_easy_setopt(easy_, CURLOPT_CUSTOMREQUEST, "PUT"));
-    }
-    set(curl_easy_setopt(easy_, CURLOPT_POST, 1L));
-    if (config_.tls) {
-      if (!config_.tls->ca.empty()) set(curl_easy_setopt(easy_, CURLOPT_CAINFO, config_.tls->ca.c_str()));
-      if (!config_.tls->cert.empty()) {
-        set(curl_easy_setopt(easy_, CURLOPT_SSLCERT, config_.tls->cert.c_str()));
-      }
-      if (!config_.tls->key.empty()) set(curl_easy_setopt(easy_, CURLOPT_SSLKEY, config_.tls->key.c_str()));
-    }
-    if (!ok) return Status::Internal("curl: setting the transfer's options failed");
     return Status::Ok();
   }
 
@@ -235,61 +230,40 @@ class HttpSink : public Sink {
       }
       body = std::move(*compressed);
     }
+    fixed_headers_.push_back("Idempotency-Key: " + HttpIdempotencyKey(batch));
+    StatusOr<HttpReply> reply = client_->Send(config_.method, fixed_headers_, body);
+    fixed_headers_.pop_back();
 
-    curl_slist* headers = nullptr;
-    bool ok = true;
-    auto add = [&](const std::string& line) {
-      curl_slist* next = curl_slist_append(headers, line.c_str());
-      if (next == nullptr) ok = false;
-      else headers = next;
-    };
-    add("Content-Type: application/json");
-    if (config_.gzip) add("Content-Encoding: gzip");
-    add("Idempotency-Key: " + HttpIdempotencyKey(batch));
-    // libcurl 7.88 sends "Expect: 100-continue" for bodies over 1 KiB and
-    // then waits up to a second for a server that ignores it.
-    add("Expect:");
-    for (const auto& [header, value] : config_.headers) add(header + ": " + value.value());
-    if (!ok) {
-      curl_slist_free_all(headers);
-      return {Status::ResourceExhausted(request_context_ + ": out of memory"), {}, std::nullopt};
-    }
-
-    curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(easy_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-    curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, body.data());
-    response_ = HttpResponse{};
-    response_body_.clear();
-    curl_error_[0] = '\0';
-
-    std::optional<CURLcode> result = Perform();
-    curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, nullptr);
-    curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, nullptr);
-    curl_slist_free_all(headers);
-
-    if (!result) {
-      return {Aborted("shutting down, request abandoned (the batch stays queued)"), {},
-              std::nullopt};
-    }
-    if (*result != CURLE_OK) {
+    if (!reply.ok()) {
+      if (reply.status().code() == StatusCode::kAborted) {
+        return {Aborted("shutting down, request abandoned (the batch stays queued)"), {},
+                std::nullopt};
+      }
       connected_.store(false);
-      std::string detail = curl_error_[0] != '\0' ? curl_error_ : curl_easy_strerror(*result);
-      return {Status::Unavailable(request_context_ + ": " + detail), {}, std::nullopt};
+      return {Status::Unavailable(request_context_ + ": " + std::string(reply.status().message())),
+              {}, std::nullopt};
     }
     connected_.store(true);
-    curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &response_.status);
-    if (response_.reason.empty()) response_.reason = std::string(StandardReason(response_.status));
-    response_.body_excerpt = RedactHeaderValues(Excerpt(response_body_));
+    HttpResponse response;
+    response.status = reply->status;
+    response.reason = Excerpt(reply->reason);
+    if (response.reason.empty()) response.reason = std::string(StandardReason(response.status));
+    if (const std::string* retry_after = reply->Header("Retry-After")) {
+      response.retry_after = retry_after->substr(0, kHeaderKeptBytes);
+    }
+    if (const std::string* location = reply->Header("Location")) {
+      response.location = Excerpt(*location);
+    }
+    response.body_excerpt = RedactHeaderValues(Excerpt(reply->body));
     const int64_t now_ms = std::chrono::duration_cast<Millis>(
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
-    return HttpVerdict(request_context_, response_, now_ms);
+    return HttpVerdict(request_context_, response, now_ms);
   }
 
   void Abort() override {
     aborted_.store(true);
-    // Thread-safe by libcurl's contract; wakes the poll in Perform().
-    if (multi_ != nullptr) curl_multi_wakeup(multi_);
+    if (client_) client_->Abort();  // thread-safe; wakes a request in progress
   }
 
   std::optional<bool> connected() const override { return connected_.load(); }
@@ -297,34 +271,6 @@ class HttpSink : public Sink {
  private:
   Status Aborted(const std::string& what) const {
     return Status(StatusCode::kAborted, request_context_ + ": " + what);
-  }
-
-  // Runs the transfer on the multi handle (its connection cache keeps the
-  // connection open between batches); nullopt when Abort() cut it short.
-  std::optional<CURLcode> Perform() {
-    if (curl_multi_add_handle(multi_, easy_) != CURLM_OK) return CURLE_OUT_OF_MEMORY;
-    std::optional<CURLcode> result;
-    while (true) {
-      if (aborted_.load()) break;
-      int running = 0;
-      if (curl_multi_perform(multi_, &running) != CURLM_OK) {
-        result = CURLE_FAILED_INIT;
-        break;
-      }
-      int queued = 0;
-      if (CURLMsg* msg = curl_multi_info_read(multi_, &queued);
-          msg != nullptr && msg->msg == CURLMSG_DONE) {
-        result = msg->data.result;
-        break;
-      }
-      if (running == 0) {
-        result = CURLE_FAILED_INIT;  // finished without a message: not expected
-        break;
-      }
-      curl_multi_poll(multi_, nullptr, 0, 1000, nullptr);
-    }
-    curl_multi_remove_handle(multi_, easy_);
-    return result;
   }
 
   // A receiver that echoes the request must not put a header's secret value
@@ -340,52 +286,12 @@ class HttpSink : public Sink {
     return text;
   }
 
-  static size_t OnBody(char* data, size_t size, size_t count, void* self_ptr) {
-    auto* self = static_cast<HttpSink*>(self_ptr);
-    const size_t bytes = size * count;
-    if (self->response_body_.size() < kBodyKeptBytes) {
-      self->response_body_.append(data, std::min(bytes, kBodyKeptBytes - self->response_body_.size()));
-    }
-    return bytes;  // the rest is read and dropped
-  }
-
-  static size_t OnHeader(char* data, size_t size, size_t count, void* self_ptr) {
-    auto* self = static_cast<HttpSink*>(self_ptr);
-    const size_t bytes = size * count;
-    std::string_view line(data, std::min(bytes, kHeaderKeptBytes));
-    line = Trim(line);
-    if (line.starts_with("HTTP/")) {
-      // A new response (after "100 Continue", say): forget the last one's headers.
-      self->response_ = HttpResponse{};
-      size_t code_at = line.find(' ');
-      size_t reason_at = code_at == std::string_view::npos ? code_at : line.find(' ', code_at + 1);
-      if (reason_at != std::string_view::npos) {
-        self->response_.reason = Excerpt(Trim(line.substr(reason_at + 1)));
-      }
-      return bytes;
-    }
-    size_t colon = line.find(':');
-    if (colon == std::string_view::npos) return bytes;
-    std::string_view name = Trim(line.substr(0, colon));
-    std::string_view value = Trim(line.substr(colon + 1));
-    if (EqualsIgnoreCase(name, "Retry-After")) {
-      self->response_.retry_after = std::string(value);
-    } else if (EqualsIgnoreCase(name, "Location")) {
-      self->response_.location = Excerpt(value);
-    }
-    return bytes;
-  }
-
   const std::string name_;
   const config::HttpSinkConfig config_;
   std::string request_context_;  // "sink 'ops': POST https://host/path"
   std::string user_agent_;
-
-  CURLM* multi_ = nullptr;
-  CURL* easy_ = nullptr;
-  char curl_error_[CURL_ERROR_SIZE] = {};
-  HttpResponse response_;      // being filled by OnHeader during a transfer
-  std::string response_body_;  // at most kBodyKeptBytes
+  std::vector<std::string> fixed_headers_;  // every request's, the key appended per request
+  std::unique_ptr<HttpClient> client_;
 
   std::atomic<bool> aborted_{false};
   std::atomic<bool> connected_{false};
@@ -465,17 +371,16 @@ std::optional<Millis> ParseRetryAfter(std::string_view value, int64_t now_epoch_
     for (char c : value) seconds = seconds * 10 + (c - '0');
     return std::min(cap, Millis(seconds * 1000));
   }
-  // An HTTP-date: "Sun, 06 Nov 1994 08:49:37 GMT" (curl_getdate also reads
-  // the obsolete RFC 850 and asctime forms). Must contain a letter: bare
+  // An HTTP-date: "Sun, 06 Nov 1994 08:49:37 GMT" (or the obsolete RFC 850
+  // and asctime forms). Must contain a letter: bare
   // signs or decimals ("-1", "1.5") are garbage, not a date.
   if (!std::any_of(value.begin(), value.end(),
                    [](char c) { return std::isalpha(static_cast<unsigned char>(c)); })) {
     return std::nullopt;
   }
-  const std::string text(value);
-  const time_t when = curl_getdate(text.c_str(), nullptr);
-  if (when == static_cast<time_t>(-1)) return std::nullopt;
-  const int64_t delta_ms = static_cast<int64_t>(when) * 1000 - now_epoch_ms;
+  const std::optional<int64_t> when = ParseHttpDate(value);
+  if (!when) return std::nullopt;
+  const int64_t delta_ms = *when * 1000 - now_epoch_ms;
   if (delta_ms <= 0) return Millis(0);
   return std::min(cap, Millis(delta_ms));
 }

@@ -1,4 +1,4 @@
-// HttpSink: sends each batch as one HTTP request (libcurl).
+// HttpSink: sends each batch as one HTTP request (platform/http_client.h).
 //
 //   config::HttpSinkConfig http;
 //   http.url = "https://ops.example.com/alerts";
@@ -22,8 +22,9 @@
 //   Abort()                               kAborted, transient: the batch stays queued
 //                                         (and every later Write returns it at once)
 // Header values never appear in errors or logs. One connection is kept open
-// between requests; connect and total timeout are both `timeout`; redirects
-// are never followed; User-Agent is sluice/<version>.
+// between requests; the whole request, connecting included, must finish
+// within `timeout`; redirects are never followed, proxies (http_proxy) not
+// used; User-Agent is sluice/<version>.
 #ifndef SLUICE_SINKS_HTTP_SINK_H_
 #define SLUICE_SINKS_HTTP_SINK_H_
 
@@ -41,8 +42,8 @@
 
 namespace sluice::sinks {
 
-// kInvalidArgument for a url libcurl cannot use or a header that would break
-// the request (CR/LF in a name or value).
+// kInvalidArgument for a url that is not http(s)://host[:port][/path] or a
+// header that would break the request (CR/LF in a name or value).
 StatusOr<std::unique_ptr<Sink>> NewHttpSink(const std::string& sink_name,
                                             const config::HttpSinkConfig& config);
 

@@ -10,7 +10,7 @@ packages=(
   libbenchmark-dev mosquitto mosquitto-clients openssl
   systemd
   librdkafka-dev
-  libcurl4-openssl-dev zlib1g-dev libcpp-httplib-dev
+  zlib1g-dev libcpp-httplib-dev
   libmosquitto-dev   # tests/bench/e2e.sh: its own publisher and counting subscriber
   file dpkg-dev   # CPack's Debian package: file types, dpkg-shlibdeps
 )

@@ -33,7 +33,7 @@ declare -A machine=([amd64]="x86-64" [arm64]="ARM aarch64" [armhf]="ARM, EABI5")
 declare -A qemu=([arm64]="qemu-aarch64-static -L /" [armhf]="qemu-arm-static -L /")
 # The shared libraries sluice links, as Debian names their packages.
 expected_depends=(libc6 libstdc++6 libpaho-mqttpp3-1 libpaho-mqtt1.3 libsqlite3-0
-                  libyaml-cpp0.7 librdkafka1 libcurl4 zlib1g libssl3)
+                  libyaml-cpp0.7 librdkafka1 zlib1g libssl3)
 
 shopt -s nullglob
 debs=("$dir"/sluice_*.deb)

@@ -1,6 +1,6 @@
 // The HTTP sink's delivery rate: a backlog of ~200-byte records in the real
 // outbox (SQLite on disk) drained by the real DeliveryLoop through HttpSink
-// (libcurl, one kept-alive connection) to an in-process cpp-httplib server on
+// (platform/http_client, one kept-alive connection) to an in-process cpp-httplib server on
 // loopback that only counts records (no file writes, no JSON parsing: it
 // measures the sink, not a receiver). At the sink's default batch (500
 // records, 1 MiB), with and without gzip. The server shares the machine's

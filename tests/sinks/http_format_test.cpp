@@ -85,10 +85,13 @@ TEST_CASE("Retry-After: delta-seconds, HTTP-dates, a cap, and garbage ignored") 
   CHECK(ParseRetryAfter("99999999999999999999999", kNow) == Millis(600000));
   CHECK(ParseRetryAfter("Sun, 06 Nov 1994 08:49:47 GMT", kNow) == Millis(10000));
   CHECK(ParseRetryAfter("Sunday, 06-Nov-94 08:49:47 GMT", kNow) == Millis(10000));  // RFC 850
+  CHECK(ParseRetryAfter("Sun Nov  6 08:49:47 1994", kNow) == Millis(10000));  // asctime
   CHECK(ParseRetryAfter("Sun, 06 Nov 1994 08:49:00 GMT", kNow) == Millis(0));  // past
   CHECK(ParseRetryAfter("Mon, 07 Nov 1994 08:49:37 GMT", kNow) == Millis(600000));
   for (const char* garbage : {"", "  ", "-1", "1.5", "soon", "0x10", "1 2", "\x01\xff",
-                              "Sun, 99 Foo 1994 99:99:99 GMT"}) {
+                              "Sun, 99 Foo 1994 99:99:99 GMT",
+                              "Sun, 06 Nov 1994 25:00:00 GMT", "Sun, 06 Nov 1994 08:49 GMT",
+                              "Sun, 32 Nov 1994 08:49:47 GMT"}) {
     INFO(garbage);
     CHECK_FALSE(ParseRetryAfter(garbage, kNow).has_value());
   }
