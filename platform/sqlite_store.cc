@@ -109,6 +109,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "platform/log.h"
@@ -138,11 +139,13 @@ constexpr int64_t kJournalSizeLimit = 16ll << 20;
 constexpr Millis kTroubleLogInterval = std::chrono::minutes(1);
 // Disk space kept back in "<path>.reserve" so that delivered records can be
 // deleted on a full disk (a delete needs WAL space too): 1/8 of the file
-// system, between these bounds. The WAL is checkpointed every quarter of it,
-// so releasing the reserve always lets a checkpoint complete.
+// system, between these bounds. The WAL is checkpointed every quarter of it
+// (by the checkpointer thread; by the writer itself if the WAL reaches half
+// of it), so releasing the reserve always lets a checkpoint complete.
 constexpr uint64_t kMaxReserveBytes = 16ull << 20;
 constexpr uint64_t kMinReserveBytes = 64ull << 10;
 constexpr Millis kReserveRetryInterval = std::chrono::seconds(10);
+constexpr int kWalWriterCheckpointFactor = 2;
 // Disk full with a drop_oldest queue: what one round of eviction frees beyond
 // twice the commit's bytes for that queue (a few pages' worth, so that the
 // next commits fit as well), and how many rounds, doubling, one Write tries.
@@ -551,6 +554,25 @@ class SqliteStore final : public Store {
   SteadyTime reserve_tried_{};     // guarded by db_mu_
   std::string base_max_pages_;     // max_page_count as opened; db_mu_
   bool growth_capped_ = false;     // see CapGrowth(); db_mu_
+
+  // WAL checkpoints run on a thread of their own, with a connection of its
+  // own, so that a commit never waits for one (copying megabytes into the
+  // database and two fsyncs: tens of milliseconds on an SD card, paid by
+  // whichever reading's commit crossed the threshold). The writer's WAL hook
+  // wakes it; the writer checkpoints itself only if the WAL grows to
+  // kWalWriterCheckpointFactor times the threshold (the thread fell behind).
+  static int OnWalCommit(void* self, sqlite3* db, const char* name, int wal_pages);
+  void StartCheckpointer();  // db_mu_ held
+  void StopCheckpointer();   // db_mu_ held
+  void CheckpointLoop();
+  int checkpoint_pages_ = 1000;
+  sqlite3* checkpoint_db_ = nullptr;  // the thread's connection
+  std::thread checkpointer_;
+  std::mutex checkpoint_mu_;
+  std::mutex checkpoint_pass_mu_;  // held by whichever of the two checkpoints
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_wanted_ = false;  // checkpoint_mu_
+  bool checkpoint_stop_ = false;    // checkpoint_mu_
 
   std::mutex db_mu_;  // the connection, its statements, the transaction
   sqlite3* db_ = nullptr;
@@ -962,6 +984,7 @@ void SqliteStore::CloseDb() {
       s->Finalize();
     }
   }
+  StopCheckpointer();
   if (db_ != nullptr) {
     sqlite3_close_v2(db_);  // checkpoints the WAL and removes it when it can
     db_ = nullptr;
@@ -1061,11 +1084,101 @@ void SqliteStore::SetUpReserve() {
   int code = SQLITE_OK;
   auto page = Strings("PRAGMA page_size", &code);
   uint64_t page_size = page.ok() && !page->empty() ? std::max(512ull, std::stoull((*page)[0])) : 4096;
-  uint64_t pages = std::clamp<uint64_t>(reserve_bytes_ / page_size / 4, 16, 1000);
-  std::string pragma = "PRAGMA wal_autocheckpoint=" + std::to_string(pages);
-  sqlite3_exec(db_, pragma.c_str(), nullptr, nullptr, nullptr);
+  checkpoint_pages_ =
+      static_cast<int>(std::clamp<uint64_t>(reserve_bytes_ / page_size / 4, 16, 1000));
+  StartCheckpointer();
   reserve_tried_ = clock_.Now();
   CreateReserve();
+}
+
+void SqliteStore::StartCheckpointer() {
+  StopCheckpointer();
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;  // used by its thread only
+  int rc = sqlite3_open_v2(path_.c_str(), &checkpoint_db_, flags, nullptr);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(checkpoint_db_, kBusyTimeoutMs);
+    // The checkpoint's fsyncs follow the connection's own setting.
+    const std::string sync = std::string("PRAGMA synchronous=") +
+                             (options_.durability == Durability::kFull ? "FULL" : "NORMAL");
+    rc = sqlite3_exec(checkpoint_db_, sync.c_str(), nullptr, nullptr, nullptr);
+  }
+  if (rc != SQLITE_OK) {
+    // Not fatal: the writer checkpoints as SQLite does by default.
+    LogWarn("store ", path_, ": no checkpointer connection (", sqlite3_errstr(rc),
+            "); commits will checkpoint the WAL themselves");
+    sqlite3_close_v2(checkpoint_db_);
+    checkpoint_db_ = nullptr;
+    sqlite3_wal_autocheckpoint(db_, checkpoint_pages_);
+    return;
+  }
+  checkpoint_stop_ = false;
+  checkpoint_wanted_ = false;
+  sqlite3_wal_hook(db_, &SqliteStore::OnWalCommit, this);  // replaces the auto-checkpoint
+  checkpointer_ = std::thread([this] { CheckpointLoop(); });
+}
+
+void SqliteStore::StopCheckpointer() {
+  if (checkpointer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(checkpoint_mu_);
+      checkpoint_stop_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    checkpointer_.join();
+  }
+  if (checkpoint_db_ != nullptr) {
+    sqlite3_close_v2(checkpoint_db_);
+    checkpoint_db_ = nullptr;
+  }
+  if (db_ != nullptr) sqlite3_wal_hook(db_, nullptr, nullptr);
+}
+
+int SqliteStore::OnWalCommit(void* self, sqlite3* db, const char*, int wal_pages) {
+  auto* store = static_cast<SqliteStore*>(self);
+  if (wal_pages < store->checkpoint_pages_) return SQLITE_OK;
+  if (wal_pages >= kWalWriterCheckpointFactor * store->checkpoint_pages_) {
+    // The thread is behind (a writer faster than its copying, or its
+    // checkpoints never catching up with commits that keep coming): the
+    // writer waits for its pass, then copies the rest itself between two
+    // commits, as SQLite's own auto-checkpoint does, so that the next commit
+    // starts the WAL over: that bounds the -wal file. PASSIVE still: a
+    // reader (`sluice buffer`) must never stall ingest. (The thread's pass
+    // is waited for because SQLite refuses a second checkpointer at once.)
+    std::lock_guard<std::mutex> pass(store->checkpoint_pass_mu_);
+    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    return SQLITE_OK;
+  }
+  {
+    std::lock_guard<std::mutex> lock(store->checkpoint_mu_);
+    store->checkpoint_wanted_ = true;
+  }
+  store->checkpoint_cv_.notify_one();
+  return SQLITE_OK;
+}
+
+void SqliteStore::CheckpointLoop() {
+  std::unique_lock<std::mutex> lock(checkpoint_mu_);
+  int last_copied = 0;
+  while (true) {
+    checkpoint_cv_.wait(lock, [this] { return checkpoint_stop_ || checkpoint_wanted_; });
+    if (checkpoint_stop_) return;
+    checkpoint_wanted_ = false;
+    lock.unlock();
+    // PASSIVE: copies what no reader still needs, never blocks the writer;
+    // once everything is copied, the writer's next commit starts the -wal
+    // file over. A failure (busy, I/O) is left to the next wake-up.
+    int frames = 0, copied = 0, rc;
+    {
+      std::lock_guard<std::mutex> pass(checkpoint_pass_mu_);
+      rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &frames,
+                                     &copied);
+    }
+    lock.lock();
+    // Commits went on meanwhile: go again at once while that makes progress
+    // (no progress: a reader still needs the old pages; wait for a commit).
+    if (rc == SQLITE_OK && copied < frames && copied > last_copied) checkpoint_wanted_ = true;
+    last_copied = copied;
+  }
 }
 
 void SqliteStore::CreateReserve() {

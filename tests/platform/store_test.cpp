@@ -1562,3 +1562,35 @@ TEST_CASE("store: deletes of delivered records are batched, and done by close") 
   REQUIRE(rest.size() == 5);
   CHECK(rest.front() == "id-25");
 }
+
+TEST_CASE("store: the WAL is checkpointed by a thread of its own, and stays bounded") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  auto size_of = [](const std::string& file) {
+    std::error_code ec;
+    uintmax_t n = fs::file_size(file, ec);
+    return ec ? uintmax_t{0} : n;
+  };
+  auto store = OpenOk(path);
+  int q = AddOk(*store, "q");
+  // 1 MiB per commit. On a roomy file system the threshold is 1000 pages
+  // (~4 MiB) and a commit checkpoints by itself only at twice that.
+  int n = 0;
+  auto commit_mib = [&] {
+    AppendOk(*store, q, Records(n, n + 100, 10 * 1024));
+    n += 100;
+  };
+  for (int i = 0; i < 6; ++i) commit_mib();  // past the threshold, not past twice it
+  // Nothing is written any more: only the checkpointer can move the WAL's
+  // pages into the database file.
+  CHECK(Eventually([&] { return size_of(path) >= (5u << 20); }, Millis(20000)));
+  uintmax_t largest_wal = 0;
+  for (int i = 0; i < 30; ++i) {
+    commit_mib();
+    largest_wal = std::max(largest_wal, size_of(path + "-wal"));
+  }
+  INFO("largest -wal: " << largest_wal);
+  // At most twice the threshold plus the commit that crossed it.
+  CHECK(largest_wal <= (10u << 20));
+  CHECK(StatsOf(*store, "q").records == 3600);
+}
