@@ -481,6 +481,9 @@ class HttpReceiver {
       }
       res.set_content("ok", "text/plain");
     });
+    // cpp-httplib closes a kept-alive connection after 5 requests by default;
+    // a collector (nginx: 1,000) keeps it far longer.
+    server_.set_keep_alive_max_count(1000);
     if (!server_.bind_to_port("127.0.0.1", port)) Die("http: cannot bind port " + std::to_string(port));
     thread_ = std::thread([this] { server_.listen_after_bind(); });
     while (!server_.is_running()) usleep(1000);
