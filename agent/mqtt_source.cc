@@ -155,6 +155,7 @@ class MqttSource::Impl {
     ASSIGN_OR_RETURN(std::unique_ptr<NetStream> net,
                      NetStream::Connect(endpoint_.host, endpoint_.port,
                                         endpoint_.tls ? &tls_ : nullptr, kConnectTimeout));
+    net->AckEachRead();
     have_ = 0;
     out_.clear();
     connect_.version = version_;

@@ -189,10 +189,19 @@ StatusOr<std::unique_ptr<NetStream>> NetStream::Connect(const std::string& host,
   return stream;
 }
 
+void NetStream::QuickAck() const {
+  if (!quick_ack_) return;
+  int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
 StatusOr<size_t> NetStream::Read(char* buf, size_t capacity) {
   if (tls_) {
     int n = SSL_read(tls_->ssl, buf, static_cast<int>(std::min<size_t>(capacity, 1 << 30)));
-    if (n > 0) return static_cast<size_t>(n);
+    if (n > 0) {
+      QuickAck();
+      return static_cast<size_t>(n);
+    }
     int error = SSL_get_error(tls_->ssl, n);
     if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return size_t{0};
     if (error == SSL_ERROR_ZERO_RETURN) return Status::Unavailable("the peer closed the connection");
@@ -200,7 +209,10 @@ StatusOr<size_t> NetStream::Read(char* buf, size_t capacity) {
   }
   while (true) {
     ssize_t n = recv(fd_, buf, capacity, 0);
-    if (n > 0) return static_cast<size_t>(n);
+    if (n > 0) {
+      QuickAck();
+      return static_cast<size_t>(n);
+    }
     if (n == 0) return Status::Unavailable("the peer closed the connection");
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
