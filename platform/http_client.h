@@ -22,6 +22,7 @@
 #define SLUICE_PLATFORM_HTTP_CLIENT_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
@@ -45,6 +46,15 @@ struct HttpUrl {
   std::string authorization;  // "Basic …" from user:password@, else empty
   std::string display;        // scheme://host[:port]/path, no credentials, query as "?…"
 };
+
+// ASCII letters in any case (header names, tokens).
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+
+// Seconds since the epoch of an HTTP-date (RFC 9110 5.6.7: IMF-fixdate
+// "Sun, 06 Nov 1994 08:49:37 GMT", the obsolete RFC 850 form
+// "Sunday, 06-Nov-94 08:49:37 GMT" and asctime's "Sun Nov  6 08:49:37 1994");
+// nullopt for anything else.
+std::optional<int64_t> ParseHttpDate(std::string_view text);
 
 // "http://" or "https://", a host (name, IPv4, or [IPv6]), an optional port
 // and path. kInvalidArgument naming what is wrong; the message never holds

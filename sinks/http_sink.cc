@@ -33,14 +33,6 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 // Printable, valid UTF-8, at most kBodyExcerptBytes (plus "…" when cut): a
 // receiver's body goes into errors, logs and dead-letter reasons.
 std::string Excerpt(std::string_view body) {
@@ -113,67 +105,6 @@ uint64_t Mix(uint64_t h) {
 void AppendHex(std::string& out, uint64_t v) {
   static constexpr char kDigits[] = "0123456789abcdef";
   for (int shift = 60; shift >= 0; shift -= 4) out += kDigits[(v >> shift) & 0xf];
-}
-
-// Seconds since the epoch of an HTTP-date (RFC 9110 5.6.7: IMF-fixdate
-// "Sun, 06 Nov 1994 08:49:37 GMT", the obsolete RFC 850 form
-// "Sunday, 06-Nov-94 08:49:37 GMT" and asctime's "Sun Nov  6 08:49:37 1994").
-std::optional<int64_t> ParseHttpDate(std::string_view text) {
-  static constexpr std::string_view kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun",
-                                                 "jul", "aug", "sep", "oct", "nov", "dec"};
-  int month = -1, hour = -1, minute = -1, second = -1;
-  std::vector<int> numbers;  // day, then year
-  size_t i = 0;
-  while (i < text.size()) {
-    if (text[i] == ' ' || text[i] == ',' || text[i] == '-') {
-      ++i;
-      continue;
-    }
-    size_t end = i;
-    while (end < text.size() && text[end] != ' ' && text[end] != ',' && text[end] != '-') ++end;
-    std::string_view token = text.substr(i, end - i);
-    i = end;
-    const bool alpha = std::all_of(token.begin(), token.end(),
-                                   [](char c) { return std::isalpha(static_cast<unsigned char>(c)); });
-    const bool digits = std::all_of(token.begin(), token.end(), [](char c) { return c >= '0' && c <= '9'; });
-    if (alpha) {
-      for (int m = 0; m < 12 && token.size() == 3; ++m) {
-        if (EqualsIgnoreCase(token, kMonths[m])) month = m + 1;
-      }
-      continue;  // a weekday or "GMT"
-    }
-    if (digits && token.size() <= 4) {
-      numbers.push_back(std::stoi(std::string(token)));
-      continue;
-    }
-    if (token.size() == 8 && token[2] == ':' && token[5] == ':') {
-      auto two = [&](size_t at) {
-        return std::isdigit(static_cast<unsigned char>(token[at])) &&
-                       std::isdigit(static_cast<unsigned char>(token[at + 1]))
-                   ? (token[at] - '0') * 10 + (token[at + 1] - '0')
-                   : -1;
-      };
-      hour = two(0), minute = two(3), second = two(6);
-      continue;
-    }
-    return std::nullopt;
-  }
-  if (month < 0 || numbers.size() != 2 || hour < 0 || hour > 23 || minute < 0 || minute > 59 ||
-      second < 0 || second > 60) {
-    return std::nullopt;
-  }
-  const int day = numbers[0];
-  int year = numbers[1];
-  if (year < 100) year += year < 70 ? 2000 : 1900;  // RFC 850's two digits
-  if (day < 1 || day > 31 || year < 1970) return std::nullopt;
-  // Days from the civil date (Howard Hinnant's algorithm).
-  const int y = month <= 2 ? year - 1 : year;
-  const int era = y / 400;
-  const int yoe = y - era * 400;
-  const int doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1;
-  const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  const int64_t days = static_cast<int64_t>(era) * 146097 + doe - 719468;
-  return days * 86400 + hour * 3600 + minute * 60 + second;
 }
 
 // ---------------------------------------------------------------------------
