@@ -332,7 +332,8 @@ Status HttpResponseParser::Feed(std::string_view bytes) {
         if (head_bytes_ > kMaxHeadBytes) return Malformed("the head is larger than 64 KiB");
         if (!status_seen_) {
           // "HTTP/1.1 200 OK"; the reason may be empty or missing.
-          if (line->size() < 12 || !line->starts_with("HTTP/1.") || (*line)[8] != ' ' ||
+          if (line->size() < 12 || !line->starts_with("HTTP/1.") ||
+              !std::isdigit(static_cast<unsigned char>((*line)[7])) || (*line)[8] != ' ' ||
               !std::all_of(line->begin() + 9, line->begin() + 12,
                            [](char c) { return c >= '0' && c <= '9'; }) ||
               (line->size() > 12 && (*line)[12] != ' ')) {
@@ -405,6 +406,7 @@ HttpClient::~HttpClient() {
 }
 
 void HttpClient::Abort() {
+  aborted_.store(true, std::memory_order_relaxed);
   const uint64_t one = 1;
   if (cancel_fd_ >= 0) (void)!write(cancel_fd_, &one, sizeof one);
 }
@@ -440,9 +442,17 @@ StatusOr<HttpReply> HttpClient::SendOnce(std::string_view request, std::string_v
   pollfd cancel{cancel_fd_, POLLIN, 0};
   if (cancel_fd_ >= 0 && poll(&cancel, 1, 0) == 1) return aborted();
   const std::string where = url_.host_header;
+  if (stream_ != nullptr) {
+    // A kept connection must be silent between answers: bytes (a "408" the
+    // server sent before closing, TLS's or anyone's) would be taken for the
+    // next answer. Such a connection is dropped and a new one opened.
+    pollfd idle{stream_->fd(), POLLIN, 0};
+    if (stream_->buffered() || poll(&idle, 1, 0) != 0) stream_.reset();
+  }
   const bool reused = stream_ != nullptr;
   if (!reused) {
-    const Millis left(MillisUntil(deadline));
+    // Not MillisUntil: that caps at a minute for poll().
+    const Millis left = std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - RealClock().Now()));
     auto stream = NetStream::Connect(url_.host, url_.port, tls_ ? &*tls_ : nullptr, left, cancel_fd_);
     if (!stream.ok()) {
       if (stream.status().code() == StatusCode::kAborted) return aborted();
@@ -470,6 +480,14 @@ StatusOr<HttpReply> HttpClient::SendOnce(std::string_view request, std::string_v
   HttpResponseParser parser(max_body_);
   char buffer[16384];
   while (!parser.done()) {
+    // Also while bytes keep coming (an endless body): the timeout and Abort
+    // hold for the whole answer.
+    if (aborted_.load(std::memory_order_relaxed)) return fail(aborted(), "");
+    if (RealClock().Now() >= deadline) {
+      return fail(Status::DeadlineExceeded("timed out after " + std::to_string(timeout_.count()) +
+                                           " ms"),
+                  "the answer from " + where);
+    }
     StatusOr<size_t> got = stream_->Read(buffer, sizeof buffer);
     if (!got.ok()) {
       if (parser.FeedEnd().ok()) break;  // a body that runs until close

@@ -21,6 +21,7 @@
 #ifndef SLUICE_PLATFORM_HTTP_CLIENT_H_
 #define SLUICE_PLATFORM_HTTP_CLIENT_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -138,6 +139,7 @@ class HttpClient {
   const Millis timeout_;
   const size_t max_body_;
   int cancel_fd_ = -1;  // eventfd; readable once Abort() was called
+  std::atomic<bool> aborted_{false};
   std::unique_ptr<NetStream> stream_;
 };
 

@@ -118,9 +118,21 @@ class HttpSink : public Sink {
 
   Status Init() {
     for (const auto& [header, value] : config_.headers) {
-      if (header.empty() || header.find_first_of(":\r\n") != std::string::npos) {
-        return Status::InvalidArgument("header name '" + header +
+      // RFC 9110's token characters only.
+      const bool token = !header.empty() && std::all_of(header.begin(), header.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) ||
+               std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+      });
+      if (!token) {
+        return Status::InvalidArgument("header name '" + Excerpt(header) +
                                        "' is not a valid HTTP header name");
+      }
+      // The request's framing is the sink's: a second length or coding
+      // would make the receiver read another body than the one sent.
+      for (const char* framing : {"Content-Length", "Transfer-Encoding", "Host"}) {
+        if (EqualsIgnoreCase(header, framing)) {
+          return Status::InvalidArgument("header '" + header + "' is set by the sink itself");
+        }
       }
       if (value.value().find_first_of("\r\n") != std::string::npos) {
         return Status::InvalidArgument("the value of header '" + header +

@@ -196,6 +196,7 @@ TEST_CASE("responses: Content-Length, chunked, until close, 1xx skipped, fed in 
     CHECK_FALSE(p.FeedEnd().ok());  // cut short
   }
   for (const char* bad : {"SSH-2.0-OpenSSH_9.2\r\n", "HTTP/1.1 2000 OK\r\n", "HTTP/1.1 20 OK\r\n",
+                          "HTTP/1.x 200 OK\r\n",
                           "HTTP/1.1 200 OK\r\nno colon here\r\n",
                           "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
                           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
@@ -237,6 +238,26 @@ TEST_CASE("the client keeps its connection, and sends again once on a kept one f
   CHECK(heads[0].find("Content-Type: application/json\r\n") != std::string::npos);
 }
 
+TEST_CASE("the client does not take bytes a kept connection got between answers for an answer") {
+  ScriptedServer server([&](int fd, int connection) {
+    if (!ReadRequest(fd)) return;
+    Reply(fd, kOk);
+    // Connection 0 then says 408 unasked (as servers do before closing an
+    // idle connection) and stays open a while; connection 1 answers 200.
+    if (connection == 0) {
+      Reply(fd, "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n");
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  });
+  HttpClient client(Url(server.url()), nullptr, Millis(5000));
+  REQUIRE(client.Send("POST", {}, "1").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  StatusOr<HttpReply> r = client.Send("POST", {}, "2");
+  REQUIRE(r.ok());
+  CHECK(r->status == 200);
+  CHECK(server.accepted() == 2);
+}
+
 TEST_CASE("the client: no second try on a fresh connection, timeouts and Abort") {
   SECTION("a fresh connection closed without an answer is an error, sent once") {
     ScriptedServer server([](int fd, int) { ReadRequest(fd); });
@@ -258,6 +279,20 @@ TEST_CASE("the client: no second try on a fresh connection, timeouts and Abort")
     release = true;
     CHECK(r.status().code() == StatusCode::kDeadlineExceeded);
     CHECK(std::string(r.status().message()).find("timed out after 300 ms") != std::string::npos);
+  }
+  SECTION("an answer that never ends still times out") {
+    std::atomic<bool> release{false};
+    ScriptedServer server([&](int fd, int) {
+      ReadRequest(fd);
+      Reply(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+      const std::string chunk = "400\r\n" + std::string(1024, 'x') + "\r\n";
+      while (!release && send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) > 0) {
+      }
+    });
+    HttpClient client(Url(server.url()), nullptr, Millis(300));
+    StatusOr<HttpReply> r = client.Send("POST", {}, "x");
+    release = true;
+    CHECK(r.status().code() == StatusCode::kDeadlineExceeded);
   }
   SECTION("Abort wakes a request in progress, and later ones fail at once") {
     std::atomic<bool> release{false};

@@ -163,6 +163,15 @@ TEST_CASE("bad sink config fails at creation, without printing header values") {
   CHECK(s.status().code() == StatusCode::kInvalidArgument);
   CHECK(s.status().message().find("Injected") == std::string::npos);
 
+  for (const char* name : {"X Token", "X-\x01", "", "Content-Length", "transfer-encoding", "Host"}) {
+    INFO(name);
+    c.headers.clear();
+    c.headers[name] = config::Secret("v");
+    CHECK(NewHttpSink("ops", c).status().code() == StatusCode::kInvalidArgument);
+  }
+  c.headers.clear();
+  c.headers["X-Api-Key_1"] = config::Secret("v");
+  CHECK(NewHttpSink("ops", c).ok());
   c.headers.clear();
   c.url = "http://[::1";
   CHECK_FALSE(NewHttpSink("ops", c).ok());
