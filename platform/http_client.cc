@@ -1,14 +1,11 @@
 #include "platform/http_client.h"
 
 #include <arpa/inet.h>
-#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstring>
 
 namespace sluice {
 namespace {
@@ -81,11 +78,6 @@ std::optional<std::string> PercentDecode(std::string_view s) {
 
 bool IsHostNameChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_';
-}
-
-int MillisUntil(SteadyTime deadline) {
-  auto left = std::chrono::duration_cast<Millis>(deadline - RealClock().Now()).count();
-  return left <= 0 ? 0 : static_cast<int>(std::min<int64_t>(left, 60'000));
 }
 
 }  // namespace
@@ -439,20 +431,19 @@ StatusOr<HttpReply> HttpClient::SendOnce(std::string_view request, std::string_v
                                          SteadyTime deadline, bool* retry) {
   *retry = false;
   const auto aborted = [] { return Status(StatusCode::kAborted, "aborted"); };
-  pollfd cancel{cancel_fd_, POLLIN, 0};
-  if (cancel_fd_ >= 0 && poll(&cancel, 1, 0) == 1) return aborted();
+  const auto timed_out = [&] {
+    return Status::DeadlineExceeded("timed out after " + std::to_string(timeout_.count()) + " ms");
+  };
+  if (aborted_.load(std::memory_order_relaxed)) return aborted();
   const std::string where = url_.host_header;
-  if (stream_ != nullptr) {
-    // A kept connection must be silent between answers: bytes (a "408" the
-    // server sent before closing, TLS's or anyone's) would be taken for the
-    // next answer. Such a connection is dropped and a new one opened.
-    pollfd idle{stream_->fd(), POLLIN, 0};
-    if (stream_->buffered() || poll(&idle, 1, 0) != 0) stream_.reset();
-  }
+  // A kept connection must be silent between answers: bytes (a "408" the
+  // server sent before closing, TLS's or anyone's) would be taken for the
+  // next answer. Such a connection is dropped and a new one opened.
+  if (stream_ != nullptr && stream_->WaitReadable(RealClock().Now()).ok()) stream_.reset();
   const bool reused = stream_ != nullptr;
   if (!reused) {
-    // Not MillisUntil: that caps at a minute for poll().
-    const Millis left = std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - RealClock().Now()));
+    const Millis left =
+        std::max(Millis(0), std::chrono::duration_cast<Millis>(deadline - RealClock().Now()));
     auto stream = NetStream::Connect(url_.host, url_.port, tls_ ? &*tls_ : nullptr, left, cancel_fd_);
     if (!stream.ok()) {
       if (stream.status().code() == StatusCode::kAborted) return aborted();
@@ -483,11 +474,7 @@ StatusOr<HttpReply> HttpClient::SendOnce(std::string_view request, std::string_v
     // Also while bytes keep coming (an endless body): the timeout and Abort
     // hold for the whole answer.
     if (aborted_.load(std::memory_order_relaxed)) return fail(aborted(), "");
-    if (RealClock().Now() >= deadline) {
-      return fail(Status::DeadlineExceeded("timed out after " + std::to_string(timeout_.count()) +
-                                           " ms"),
-                  "the answer from " + where);
-    }
+    if (RealClock().Now() >= deadline) return fail(timed_out(), "the answer from " + where);
     StatusOr<size_t> got = stream_->Read(buffer, sizeof buffer);
     if (!got.ok()) {
       if (parser.FeedEnd().ok()) break;  // a body that runs until close
@@ -501,16 +488,10 @@ StatusOr<HttpReply> HttpClient::SendOnce(std::string_view request, std::string_v
       }
       continue;
     }
-    if (stream_->buffered()) continue;
-    pollfd p[2] = {{stream_->fd(), POLLIN, 0}, {cancel_fd_, POLLIN, 0}};
-    const int timeout_ms = MillisUntil(deadline);
-    const int ready = poll(p, cancel_fd_ >= 0 ? 2 : 1, timeout_ms);
-    if (ready < 0 && errno != EINTR) return fail(Status::Unavailable(std::strerror(errno)), "poll");
-    if (cancel_fd_ >= 0 && p[1].revents != 0) return fail(aborted(), "");
-    if (ready == 0 && timeout_ms == 0) {
-      return fail(Status::DeadlineExceeded("timed out after " + std::to_string(timeout_.count()) +
-                                           " ms"),
-                  parser.started() ? "the answer from " + where : "waiting for an answer from " + where);
+    if (Status waited = stream_->WaitReadable(deadline); !waited.ok()) {
+      if (waited.code() == StatusCode::kAborted) return fail(aborted(), "");
+      return fail(timed_out(), parser.started() ? "the answer from " + where
+                                                : "waiting for an answer from " + where);
     }
   }
   HttpReply reply = parser.TakeReply();

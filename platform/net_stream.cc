@@ -222,6 +222,16 @@ StatusOr<size_t> NetStream::Read(char* buf, size_t capacity) {
 
 bool NetStream::buffered() const { return tls_ && SSL_pending(tls_->ssl) > 0; }
 
+Status NetStream::WaitReadable(SteadyTime deadline) {
+  if (buffered()) return Status::Ok();
+  switch (WaitFor(fd_, POLLIN, deadline, cancel_fd_)) {
+    case Waited::kReady: return Status::Ok();
+    case Waited::kCancelled: return Cancelled();
+    case Waited::kTimedOut: break;
+  }
+  return Status::DeadlineExceeded("read timed out");
+}
+
 Status NetStream::WriteAll(std::string_view bytes, SteadyTime deadline) {
   while (!bytes.empty()) {
     short wait = POLLOUT;

@@ -51,6 +51,9 @@ class NetStream {
   void AckEachRead() { quick_ack_ = true; }
   // True when TLS holds decrypted bytes that poll() cannot see.
   bool buffered() const;
+  // Until Read has bytes to give (or the peer closed), `deadline`
+  // (kDeadlineExceeded) or the cancel descriptor (kAborted).
+  Status WaitReadable(SteadyTime deadline);
   // All of `bytes`, waiting for room until `deadline`.
   Status WriteAll(std::string_view bytes, SteadyTime deadline);
   int fd() const { return fd_; }

@@ -112,9 +112,7 @@ void AppendHex(std::string& out, uint64_t v) {
 class HttpSink : public Sink {
  public:
   HttpSink(std::string name, config::HttpSinkConfig config)
-      : name_(std::move(name)), config_(std::move(config)) {
-    user_agent_ = std::string("User-Agent: sluice/") + build_info::kVersion;
-  }
+      : name_(std::move(name)), config_(std::move(config)) {}
 
   Status Init() {
     for (const auto& [header, value] : config_.headers) {
@@ -147,7 +145,8 @@ class HttpSink : public Sink {
     const Millis timeout = std::max(Millis(1), config_.timeout);
     client_ = std::make_unique<HttpClient>(std::move(*url), tls ? &*tls : nullptr, timeout,
                                            kBodyKeptBytes);
-    fixed_headers_ = {"Content-Type: application/json", user_agent_};
+    fixed_headers_ = {"Content-Type: application/json",
+                      std::string("User-Agent: sluice/") + build_info::kVersion};
     if (config_.gzip) fixed_headers_.push_back("Content-Encoding: gzip");
     for (const auto& [header, value] : config_.headers) {
       fixed_headers_.push_back(header + ": " + value.value());
@@ -232,7 +231,6 @@ class HttpSink : public Sink {
   const std::string name_;
   const config::HttpSinkConfig config_;
   std::string request_context_;  // "sink 'ops': POST https://host/path"
-  std::string user_agent_;
   std::vector<std::string> fixed_headers_;  // every request's, the key appended per request
   std::unique_ptr<HttpClient> client_;
 
