@@ -6,9 +6,9 @@
 // wait for an fsync. Lock order: db_mu_ before mu_; nobody waits on a
 // condition variable while holding db_mu_.
 //
-// Schema (version 2):
+// Schema (version 3):
 //   meta(key TEXT PRIMARY KEY, value)       schema_version, checkpoint_journal_seq,
-//                                           checkpoint_saved_ms
+//                                           checkpoint_saved_ms, checkpoint_generation
 //   queues(id INTEGER PRIMARY KEY, sink TEXT UNIQUE, records, bytes, appended,
 //          delivered, dropped_oldest, dropped_newest, purged, last_seq)
 //   outbox_<queues.id>(seq INTEGER PRIMARY KEY, id, key, body BLOB, created_ms)
@@ -24,12 +24,21 @@
 //                                           holds per reading: varint topic length,
 //                                           topic, varint payload length, payload,
 //                                           varint arrival_ms
-//   checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB)
+//   checkpoint_parts(generation, pipeline, part, bytes BLOB)
+//                                           a snapshot cut in kCheckpointPartBytes
+//                                           pieces; the current generation is in meta
 //   dead_letters(seq INTEGER PRIMARY KEY, time_ms, origin, name, topic, reason,
 //                payload BLOB)           counters in meta: dead_letters_total,
 //                                           dead_letters_dropped, dead_letters_purged
 // Version 2 added journal_batches: a version-1 sluice refuses the file
-// (it would not see the journal). A writer opening a version-1 file adds the
+// (it would not see the journal). Version 3 replaced checkpoints(pipeline,
+// snapshot), one row per pipeline written and replaced in one transaction,
+// by checkpoint_parts: with thousands of keys a snapshot is megabytes, and one
+// transaction that size held every commit back for hundreds of milliseconds.
+// A version-2 sluice refuses the file (it would read no checkpoint and replay
+// from the wrong place); a writer opening a version-2 file moves its
+// checkpoints over as generation 0; a read-only store on one reads the old
+// table. A writer opening a version-1 file adds the
 // table and raises the version; a read-only store on a version-1 file (an
 // older agent still running) reads the old journal only.
 // dead_letters came after version 1 shipped without it; CREATE TABLE IF NOT
@@ -88,6 +97,13 @@
 //   recovers by delivering. "<path>.lock" holds the writer's PID and flock.
 // - After Close(): Write/Append return kCancelled; Peek (without waiting),
 //   Remove, Stats, SaveCheckpoint and Purge keep working.
+// - SaveCheckpoint writes the new generation's parts in transactions of
+//   about kCheckpointTxnBytes, releasing the connection between them, then
+//   makes it current, with the journal position, in one small transaction;
+//   only then are the old generation and the covered journal deleted, again
+//   in small transactions. A crash in between leaves rows that are not read
+//   (parts of another generation, journal rows at or below the checkpoint)
+//   and that the next SaveCheckpoint deletes first.
 // - Read-only: reads the writer's last commit on each call; Peek never waits.
 // - LastJournalSeq() is the highest sequence number given out, also when the
 //   checkpoint has trimmed that entry.
@@ -118,7 +134,7 @@
 namespace sluice {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 constexpr int kBusyTimeoutMs = 5000;
 // One Peek returns at most this much, whatever `max` asks: memory stays flat
 // however long the backlog is.
@@ -128,6 +144,17 @@ constexpr uint64_t kPeekMaxBytes = 8ull << 20;
 constexpr int kPageRows = 256;
 // Rows deleted per transaction when a large delete is pending.
 constexpr int kDeleteChunkRows = 1024;
+// Checkpoints (see SaveCheckpoint at the top): a part's size, what one
+// transaction writes, and the rows one transaction deletes afterwards (a
+// journal row is one commit's readings of a source, up to tens of KiB;
+// SQLite reads every overflow page of a row it deletes).
+constexpr size_t kCheckpointPartBytes = 256u << 10;
+constexpr size_t kCheckpointTxnBytes = 1u << 20;
+constexpr int kStalePartsPerTxn = kCheckpointTxnBytes / kCheckpointPartBytes;
+constexpr int kTrimJournalRowsPerTxn = 32;
+// Between two of those transactions: a std::mutex is not fair, and a loop
+// that releases and takes db_mu_ again at once keeps a waiting commit out.
+constexpr Millis kBulkPause{1};
 // Delivered records are deleted at most this often per queue (and when the
 // queue goes idle, or a commit appends to it): a sink delivering small
 // batches at a high rate would otherwise pay a commit per batch. A crash
@@ -178,7 +205,17 @@ CREATE TABLE IF NOT EXISTS journal_batches(
   source TEXT NOT NULL,
   bytes INTEGER NOT NULL,
   entries BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint_parts(
+  generation INTEGER NOT NULL,
+  pipeline TEXT NOT NULL,
+  part INTEGER NOT NULL,
+  bytes BLOB NOT NULL,
+  PRIMARY KEY(generation, pipeline, part));
 CREATE TABLE IF NOT EXISTS checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
+INSERT INTO checkpoint_parts(generation, pipeline, part, bytes)
+  SELECT ifnull((SELECT value FROM meta WHERE key='checkpoint_generation'), 0), pipeline, 0,
+         snapshot FROM checkpoints;
+DROP TABLE checkpoints;
 CREATE TABLE IF NOT EXISTS dead_letters(
   seq INTEGER PRIMARY KEY,
   time_ms INTEGER NOT NULL,
@@ -187,8 +224,8 @@ CREATE TABLE IF NOT EXISTS dead_letters(
   topic TEXT NOT NULL,
   reason TEXT NOT NULL,
   payload BLOB NOT NULL);
-INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 2);
-UPDATE meta SET value=2 WHERE key='schema_version' AND value<2;
+INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 3);
+UPDATE meta SET value=3 WHERE key='schema_version' AND value<3;
 )sql";
 
 void AppendVarint(uint64_t v, std::string* out) {
@@ -323,6 +360,7 @@ class Query {
                            : sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_STATIC));
   }
   int Step() { return bind_rc_ != SQLITE_OK ? bind_rc_ : sqlite3_step(s_); }
+  sqlite3_stmt* stmt() const { return s_; }
   int64_t ColInt(int c) const { return sqlite3_column_int64(s_, c); }
   uint64_t ColU64(int c) const { return static_cast<uint64_t>(std::max<int64_t>(0, ColInt(c))); }
   std::string ColBytes(int c) const {
@@ -582,7 +620,11 @@ class SqliteStore final : public Store {
   Stmt queue_records_, read_journal_, journal_high_, journal_count_;
   uint64_t next_journal_seq_ = 1;
   std::string journal_packed_;  // reused by WriteOnce: one row's entries
-  Stmt delete_checkpoints_, insert_checkpoint_, select_checkpoints_, trim_journal_, trim_batches_;
+  // Checkpoints. SaveCheckpoint takes save_mu_ for its whole run (saves
+  // never interleave) and db_mu_ for each of its transactions.
+  std::mutex save_mu_;
+  Stmt insert_part_, select_checkpoint_, delete_stale_parts_, trim_journal_, trim_batches_;
+  Status TrimAfterCheckpoint(uint64_t generation, uint64_t journal_seq);
   Stmt set_meta_, get_meta_;
   // Dead letters; prepared by DeadLetterTableReady().
   bool dead_letters_ready_ = false;
@@ -830,27 +872,51 @@ Status SqliteStore::Quarantine(const std::string& reason) {
 }
 
 Status SqliteStore::PrepareStatements() {
-  // A read-only store may look at a version-1 file: no journal_batches.
+  // A read-only store may look at a version-1 file (no journal_batches) or a
+  // version-2 one (checkpoints, not checkpoint_parts).
   int code = SQLITE_OK;
   auto found = Strings("SELECT name FROM sqlite_master WHERE name='journal_batches'", &code);
   if (!found.ok()) return found.status();
   const bool batches = !found->empty();
+  found = Strings("SELECT name FROM sqlite_master WHERE name='checkpoint_parts'", &code);
+  if (!found.ok()) return found.status();
+  const bool parts = !found->empty();
+  // Rows at or below the checkpoint may wait for their delete (see the top):
+  // they are not read, nor counted.
+  const std::string covered =
+      "ifnull((SELECT value FROM meta WHERE key='checkpoint_journal_seq'), 0)";
+  const std::string after = "max(?1, " + covered + ")";
   const std::string read_journal =
-      batches ? "SELECT seq, seq, source, topic, payload, arrival_ms, 0 FROM journal WHERE seq>?1 "
-                "UNION ALL SELECT seq, first_seq, source, '', entries, 0, 1 FROM journal_batches "
-                "WHERE seq>?1 ORDER BY 1 LIMIT ?2"
-              : "SELECT seq, seq, source, topic, payload, arrival_ms, 0 FROM journal WHERE seq>?1 "
-                "ORDER BY 1 LIMIT ?2";
+      batches ? "SELECT seq, seq, source, topic, payload, arrival_ms, 0 FROM journal WHERE seq>" +
+                    after +
+                    " UNION ALL SELECT seq, first_seq, source, '', entries, 0, 1 FROM "
+                    "journal_batches WHERE seq>" +
+                    after + " ORDER BY 1 LIMIT ?2"
+              : "SELECT seq, seq, source, topic, payload, arrival_ms, 0 FROM journal WHERE seq>" +
+                    after + " ORDER BY 1 LIMIT ?2";
   const std::string journal_high =
       std::string("SELECT max(ifnull((SELECT max(seq) FROM journal), 0), ") +
       (batches ? "ifnull((SELECT max(seq) FROM journal_batches), 0), " : "") +
-      "ifnull((SELECT value FROM meta WHERE key='checkpoint_journal_seq'), 0))";
+      covered + ")";
   const std::string journal_count =
-      batches ? "SELECT (SELECT count(*) FROM journal) + "
-                "ifnull((SELECT sum(seq - first_seq + 1) FROM journal_batches), 0), "
-                "ifnull((SELECT sum(length(payload)) FROM journal), 0) + "
-                "ifnull((SELECT sum(bytes) FROM journal_batches), 0)"
-              : "SELECT count(*), ifnull(sum(length(payload)), 0) FROM journal";
+      batches ? "SELECT (SELECT count(*) FROM journal WHERE seq>" + covered + ") + "
+                "ifnull((SELECT sum(seq - max(first_seq, " + covered + " + 1) + 1) "
+                "FROM journal_batches WHERE seq>" + covered + "), 0), "
+                "ifnull((SELECT sum(length(payload)) FROM journal WHERE seq>" + covered + "), 0) + "
+                "ifnull((SELECT sum(bytes) FROM journal_batches WHERE seq>" + covered + "), 0)"
+              : "SELECT count(*), ifnull(sum(length(payload)), 0) FROM journal WHERE seq>" +
+                    covered;
+  // One statement, so one read transaction: the meta values and the parts
+  // belong to the same save even while the writer makes the next current.
+  // A never-saved checkpoint has a NULL journal position.
+  const std::string meta_value = "(SELECT value FROM meta WHERE key=";
+  const std::string select_checkpoint =
+      "SELECT m.seq, m.saved, p.pipeline, p.part, p.bytes FROM (SELECT " + meta_value +
+      "'checkpoint_journal_seq') AS seq, " + meta_value + "'checkpoint_saved_ms') AS saved" +
+      (parts ? ", ifnull(" + meta_value + "'checkpoint_generation'), 0) AS gen) m "
+               "LEFT JOIN checkpoint_parts p ON p.generation=m.gen ORDER BY p.pipeline, p.part"
+             : ") m LEFT JOIN (SELECT pipeline, 0 AS part, snapshot AS bytes FROM checkpoints) p "
+               "ORDER BY p.pipeline");
   struct Item {
     Stmt* stmt;
     const char* sql;
@@ -874,11 +940,21 @@ Status SqliteStore::PrepareStatements() {
       {&read_journal_, read_journal.c_str()},
       {&journal_high_, journal_high.c_str()},
       {&journal_count_, journal_count.c_str()},
-      {&delete_checkpoints_, "DELETE FROM checkpoints"},
-      {&insert_checkpoint_, "INSERT INTO checkpoints(pipeline, snapshot) VALUES(?1, ?2)"},
-      {&select_checkpoints_, "SELECT pipeline, snapshot FROM checkpoints"},
-      {&trim_journal_, "DELETE FROM journal WHERE seq<=?1"},
-      {&trim_batches_, batches ? "DELETE FROM journal_batches WHERE seq<=?1" : "SELECT 1"},
+      {&insert_part_,
+       parts ? "INSERT INTO checkpoint_parts(generation, pipeline, part, bytes) "
+               "VALUES(?1, ?2, ?3, ?4)"
+             : "SELECT 1"},
+      {&select_checkpoint_, select_checkpoint.c_str()},
+      {&delete_stale_parts_,
+       parts ? "DELETE FROM checkpoint_parts WHERE rowid IN "
+               "(SELECT rowid FROM checkpoint_parts WHERE generation<>?1 LIMIT ?2)"
+             : "SELECT 1"},
+      {&trim_journal_,
+       "DELETE FROM journal WHERE seq IN (SELECT seq FROM journal WHERE seq<=?1 ORDER BY seq "
+       "LIMIT ?2)"},
+      {&trim_batches_, batches ? "DELETE FROM journal_batches WHERE seq IN (SELECT seq FROM "
+                                 "journal_batches WHERE seq<=?1 ORDER BY seq LIMIT ?2)"
+                               : "SELECT 1"},
       {&set_meta_,
        "INSERT INTO meta(key, value) VALUES(?1, ?2) "
        "ON CONFLICT(key) DO UPDATE SET value=excluded.value"},
@@ -971,8 +1047,8 @@ Status SqliteStore::PrepareQueue(QueueState& q, uint64_t last_seq) {
 void SqliteStore::CloseDb() {
   for (Stmt* s : {&begin_, &commit_, &rollback_, &insert_journal_, &update_queue_,
                   &insert_queue_, &select_queues_, &queue_records_, &read_journal_,
-                  &journal_high_, &journal_count_, &delete_checkpoints_, &insert_checkpoint_,
-                  &select_checkpoints_, &trim_journal_, &trim_batches_, &set_meta_, &get_meta_,
+                  &journal_high_, &journal_count_, &insert_part_, &select_checkpoint_,
+                  &delete_stale_parts_, &trim_journal_, &trim_batches_, &set_meta_, &get_meta_,
                   &insert_dead_letter_, &dead_letter_page_, &delete_dead_letters_through_,
                   &read_dead_letters_, &count_dead_letters_, &delete_all_dead_letters_}) {
     s->Finalize();
@@ -1848,66 +1924,145 @@ Status SqliteStore::ReadJournal(
 Status SqliteStore::SaveCheckpoint(const std::map<std::string, std::string>& snapshots,
                                    uint64_t journal_seq) {
   if (options_.read_only) return ReadOnlyError();
-  std::lock_guard<std::mutex> db_lock(db_mu_);
-  const int64_t now_ms = ToEpochMillis(clock_.WallNow());
-  Status s = InTransaction("saving a checkpoint", [&]() -> Status {
-    RETURN_IF_ERROR(Exec(delete_checkpoints_, "replacing checkpoints"));
-    for (const auto& [pipeline, snapshot] : snapshots) {
-      Query q(insert_checkpoint_);
-      q.Text(1, pipeline).Blob(2, snapshot);
-      int rc = q.Step();
-      if (rc != SQLITE_DONE) return Sql(rc, "saving the checkpoint of '" + pipeline + "'");
+  std::lock_guard<std::mutex> save_lock(save_mu_);
+  uint64_t current = 0;
+  {
+    std::lock_guard<std::mutex> db_lock(db_mu_);
+    Query q(get_meta_);
+    q.Text(1, "checkpoint_generation");
+    int rc = q.Step();
+    if (rc == SQLITE_ROW) {
+      current = q.ColU64(0);
+    } else if (rc != SQLITE_DONE) {
+      Status s = Sql(rc, "saving a checkpoint");
+      NoteFailure(s);
+      return s;
     }
-    for (const Stmt* trim : {&trim_journal_, &trim_batches_}) {
-      Query q(*trim);
-      q.U64(1, journal_seq);
-      int rc = q.Step();
-      if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Sql(rc, "trimming the journal");
+  }
+  // Leftovers of a save that crashed or failed half-way would be read as
+  // parts of the new generation if their number came back.
+  RETURN_IF_ERROR(TrimAfterCheckpoint(current, 0));
+  const uint64_t generation = current + 1;
+
+  // The parts, a transaction per kCheckpointTxnBytes, the connection free
+  // between them: commits of readings go on meanwhile.
+  auto next = snapshots.begin();
+  size_t offset = 0;
+  int64_t part = 0;
+  for (bool first = true; next != snapshots.end(); first = false) {
+    if (!first) std::this_thread::sleep_for(kBulkPause);
+    std::lock_guard<std::mutex> db_lock(db_mu_);
+    Status s = InTransaction("saving a checkpoint", [&]() -> Status {
+      size_t written = 0;
+      while (next != snapshots.end() && written < kCheckpointTxnBytes) {
+        const std::string& snapshot = next->second;
+        const size_t n = std::min(kCheckpointPartBytes, snapshot.size() - offset);
+        Query q(insert_part_);
+        q.U64(1, generation).Text(2, next->first).Int(3, part)
+            .Blob(4, std::string_view(snapshot).substr(offset, n));
+        int rc = q.Step();
+        if (rc != SQLITE_DONE) {
+          return Sql(rc, "saving the checkpoint of '" + next->first + "'");
+        }
+        written += n + 1;  // an empty snapshot is a row too
+        offset += n;
+        ++part;
+        if (offset >= snapshot.size()) {
+          ++next;
+          offset = 0;
+          part = 0;
+        }
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) {
+      NoteFailure(s);
+      (void)TrimAfterCheckpoint(current, 0);  // give their space back (or next time)
+      return s;
     }
-    for (const auto& [key, value] :
-         {std::pair<const char*, int64_t>{"checkpoint_journal_seq",
-                                          static_cast<int64_t>(journal_seq)},
-          std::pair<const char*, int64_t>{"checkpoint_saved_ms", now_ms}}) {
-      Query q(set_meta_);
-      q.Text(1, key).Int(2, value);
-      int rc = q.Step();
-      if (rc != SQLITE_DONE) return Sql(rc, "saving the checkpoint");
+  }
+
+  // One small transaction makes the new generation current.
+  {
+    std::lock_guard<std::mutex> db_lock(db_mu_);
+    const int64_t now_ms = ToEpochMillis(clock_.WallNow());
+    Status s = InTransaction("saving a checkpoint", [&]() -> Status {
+      for (const auto& [key, value] :
+           {std::pair<const char*, int64_t>{"checkpoint_generation",
+                                            static_cast<int64_t>(generation)},
+            std::pair<const char*, int64_t>{"checkpoint_journal_seq",
+                                            static_cast<int64_t>(journal_seq)},
+            std::pair<const char*, int64_t>{"checkpoint_saved_ms", now_ms}}) {
+        Query q(set_meta_);
+        q.Text(1, key).Int(2, value);
+        int rc = q.Step();
+        if (rc != SQLITE_DONE) return Sql(rc, "saving the checkpoint");
+      }
+      return Status::Ok();
+    });
+    if (!s.ok()) {
+      NoteFailure(s);
+      return s;
     }
-    return Status::Ok();
-  });
-  if (s.ok()) {
-    // Trimmed entries are <= journal_seq: numbers below it are never reused.
+    // Entries up to journal_seq will be deleted: their numbers are never reused.
     next_journal_seq_ = std::max(next_journal_seq_, journal_seq + 1);
     NoteSuccess();
-  } else {
-    NoteFailure(s);
   }
-  return s;
+  // The checkpoint is saved; what it replaced goes now or with the next save.
+  (void)TrimAfterCheckpoint(generation, journal_seq);
+  return Status::Ok();
+}
+
+Status SqliteStore::TrimAfterCheckpoint(uint64_t generation, uint64_t journal_seq) {
+  struct Trim {
+    const Stmt* stmt;
+    uint64_t bound;
+    int rows;
+  };
+  for (const Trim& trim : {Trim{&delete_stale_parts_, generation, kStalePartsPerTxn},
+                           Trim{&trim_journal_, journal_seq, kTrimJournalRowsPerTxn},
+                           Trim{&trim_batches_, journal_seq, kTrimJournalRowsPerTxn}}) {
+    for (int deleted = trim.rows; deleted == trim.rows;) {
+      std::this_thread::sleep_for(kBulkPause);
+      std::lock_guard<std::mutex> db_lock(db_mu_);
+      Status s = FreeSpace([&]() -> Status {
+        return InTransaction("deleting what a checkpoint replaced", [&]() -> Status {
+          Query q(*trim.stmt);
+          q.U64(1, trim.bound).Int(2, trim.rows);
+          int rc = q.Step();
+          if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+            return Sql(rc, "deleting what a checkpoint replaced");
+          }
+          deleted = sqlite3_changes(db_);
+          return Status::Ok();
+        });
+      });
+      RETURN_IF_ERROR(s);
+    }
+  }
+  return Status::Ok();
 }
 
 StatusOr<std::optional<Store::Checkpoint>> SqliteStore::LoadCheckpoint() {
   std::lock_guard<std::mutex> db_lock(db_mu_);
   Checkpoint cp;
-  for (auto [key, out] : {std::pair<const char*, int64_t*>{"checkpoint_journal_seq", nullptr},
-                          std::pair<const char*, int64_t*>{"checkpoint_saved_ms", &cp.saved_ms}}) {
-    Query q(get_meta_);
-    q.Text(1, key);
-    int rc = q.Step();
-    if (rc == SQLITE_DONE) {
-      if (out == nullptr) return std::optional<Checkpoint>();  // never saved
-      continue;
-    }
-    if (rc != SQLITE_ROW) return Sql(rc, "reading the checkpoint");
-    if (out == nullptr) {
-      cp.journal_seq = q.ColU64(0);
-    } else {
-      *out = q.ColInt(0);
-    }
-  }
-  Query q(select_checkpoints_);
+  Query q(select_checkpoint_);
   int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) cp.snapshots[q.ColBytes(0)] = q.ColBytes(1);
-  if (rc != SQLITE_DONE) return Sql(rc, "reading the checkpoint");
+  int64_t expected_part = 0;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    if (sqlite3_column_type(q.stmt(), 0) == SQLITE_NULL) return std::optional<Checkpoint>();
+    cp.journal_seq = q.ColU64(0);
+    cp.saved_ms = q.ColInt(1);
+    if (sqlite3_column_type(q.stmt(), 2) == SQLITE_NULL) break;  // no parts: nothing stateful
+    std::string name = q.ColBytes(2);
+    if (cp.snapshots.count(name) == 0) expected_part = 0;  // rows come by pipeline, part
+    if (q.ColInt(3) != expected_part++) {
+      return Status::DataLoss("store " + path_ + ": the checkpoint of '" + name +
+                              "' misses a part");
+    }
+    cp.snapshots[name] += q.ColBytes(4);
+  }
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Sql(rc, "reading the checkpoint");
   return std::optional<Checkpoint>(std::move(cp));
 }
 

@@ -154,8 +154,11 @@ class Store {
       uint64_t after, const std::function<Status(uint64_t seq, const JournalEntry&)>& fn) = 0;
 
   // Stores every operator's snapshot (by pipeline name) as taken after
-  // journal entry `journal_seq`, and trims the journal up to it, in one
-  // transaction.
+  // journal entry `journal_seq`, and trims the journal up to it. The new
+  // checkpoint replaces the old one at once (a crash leaves one or the
+  // other), but megabytes of snapshots are written in several short
+  // transactions, so that commits of readings do not wait for all of them.
+  // Saves never run at the same time.
   [[nodiscard]] virtual Status SaveCheckpoint(const std::map<std::string, std::string>& snapshots,
                                               uint64_t journal_seq) = 0;
   struct Checkpoint {

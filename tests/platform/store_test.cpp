@@ -1519,9 +1519,174 @@ TEST_CASE("store: a version-1 journal reads on in order with the batched rows af
   REQUIRE(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema_version'", -1, &st,
                              nullptr) == SQLITE_OK);
   REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  CHECK(sqlite3_column_int(st, 0) == 2);
+  CHECK(sqlite3_column_int(st, 0) == 3);
   sqlite3_finalize(st);
   sqlite3_close(db);
+}
+
+namespace {
+
+void ExecSql(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  INFO((err ? err : ""));
+  sqlite3_free(err);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+int64_t IntSql(const std::string& path, const char* sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, sql, -1, &st, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+  int64_t v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+}  // namespace
+
+// Version 3 keeps checkpoints in parts; a version-2 file's checkpoint is read
+// by a read-only store as it is and moved over by a writer.
+TEST_CASE("store: a version-2 checkpoint is read, and carried over by a writer") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  WriteVersion1File(path);
+  const std::string old_snapshot(3 << 20, 'x');  // bigger than a part
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "INSERT INTO checkpoints VALUES(?1, ?2)", -1, &st, nullptr) ==
+            SQLITE_OK);
+    for (const auto& [name, bytes] : {std::pair<std::string, std::string>{"big", old_snapshot},
+                                      {"small", "s"}}) {
+      sqlite3_bind_text(st, 1, name.data(), name.size(), SQLITE_TRANSIENT);
+      sqlite3_bind_blob(st, 2, bytes.data(), bytes.size(), SQLITE_TRANSIENT);
+      REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+      sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+  }
+  ExecSql(path,
+          "CREATE TABLE journal_batches(seq INTEGER PRIMARY KEY, first_seq INTEGER NOT NULL, "
+          "source TEXT NOT NULL, bytes INTEGER NOT NULL, entries BLOB NOT NULL);"
+          "UPDATE meta SET value=2 WHERE key='schema_version';"
+          "INSERT INTO meta VALUES('checkpoint_journal_seq', 1), ('checkpoint_saved_ms', 77);");
+  const std::map<std::string, std::string> expected = {{"big", old_snapshot}, {"small", "s"}};
+  StoreOptions ro;
+  ro.read_only = true;
+  {  // `sluice buffer` while a version-2 agent still runs
+    auto reader = OpenOk(path, ro);
+    auto cp = reader->LoadCheckpoint();
+    REQUIRE(cp.ok());
+    REQUIRE(cp->has_value());
+    CHECK((*cp)->journal_seq == 1);
+    CHECK((*cp)->saved_ms == 77);
+    CHECK((*cp)->snapshots == expected);
+  }
+  {
+    auto writer = OpenOk(path);
+    auto cp = writer->LoadCheckpoint();
+    REQUIRE(cp.ok());
+    REQUIRE(cp->has_value());
+    CHECK((*cp)->journal_seq == 1);
+    CHECK((*cp)->snapshots == expected);
+    CHECK(ReadAllJournal(*writer, (*cp)->journal_seq).size() == 1);  // sensors/b
+    REQUIRE(writer->SaveCheckpoint({{"small", "t"}}, 2).ok());
+  }
+  CHECK(IntSql(path, "SELECT value FROM meta WHERE key='schema_version'") == 3);
+  CHECK(IntSql(path, "SELECT count(*) FROM sqlite_master WHERE name='checkpoints'") == 0);
+  CHECK(IntSql(path, "SELECT count(*) FROM checkpoint_parts") == 1);
+  auto reader = OpenOk(path, ro);
+  auto cp = reader->LoadCheckpoint();
+  REQUIRE(cp.ok());
+  REQUIRE(cp->has_value());
+  CHECK((*cp)->snapshots == std::map<std::string, std::string>{{"small", "t"}});
+  CHECK(ReadAllJournal(*reader, 0).empty());
+}
+
+// A snapshot of megabytes is written in parts, in transactions of its own:
+// commits of readings go on while it is written, and a save that stopped
+// half-way (a crash, a full disk) leaves nothing that is read.
+TEST_CASE("store: a big checkpoint does not hold commits back, and half a save is never read") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  std::map<std::string, std::string> snaps;
+  for (int i = 0; i < 3; ++i) {
+    std::string bytes(3 << 20, '\0');
+    for (size_t j = 0; j < bytes.size(); ++j) bytes[j] = static_cast<char>((j * 7 + i) % 251);
+    snaps["p" + std::to_string(i)] = std::move(bytes);
+  }
+  snaps["empty"] = "";
+  {
+    auto store = OpenOk(path);
+    std::atomic<bool> stop{false};
+    std::atomic<bool> failed{false};
+    std::atomic<int> commits{0};
+    std::thread writer([&] {  // no Catch assertions off the main thread
+      while (!stop.load() && !failed.load()) {
+        Commit c;
+        c.journal.push_back({"plant", "sensors/a", "reading", 1});
+        if (!store->Write(c).ok()) failed.store(true);
+        commits.fetch_add(1);
+      }
+    });
+    while (commits.load() == 0) std::this_thread::yield();
+    const int before = commits.load();
+    Status saved = store->SaveCheckpoint(snaps, 1);
+    const int during = commits.load() - before;
+    stop.store(true);
+    writer.join();
+    REQUIRE(saved.ok());
+    REQUIRE_FALSE(failed.load());
+    // One transaction for the whole save would let through only the commit
+    // already under way and perhaps the one right after it.
+    INFO("commits during the save: " << during);
+    CHECK(during >= 5);
+    auto cp = store->LoadCheckpoint();
+    REQUIRE(cp.ok());
+    REQUIRE(cp->has_value());
+    CHECK((*cp)->journal_seq == 1);
+    CHECK((*cp)->snapshots == snaps);
+    // Only the current generation is kept.
+    CHECK(IntSql(path, "SELECT count(DISTINCT generation) FROM checkpoint_parts") == 1);
+    CHECK(IntSql(path, "SELECT count(*) FROM checkpoint_parts WHERE pipeline='p0'") > 1);
+  }
+  // A save that stopped after writing parts of the next generation, and a
+  // crash after a checkpoint was made current but before the journal it
+  // covers was deleted.
+  ExecSql(path,
+          "INSERT INTO checkpoint_parts SELECT generation + 1, pipeline, part, x'00' "
+          "FROM checkpoint_parts;"
+          "INSERT INTO journal_batches VALUES(1000000, 1000000, 'plant', 5, x'00');"
+          "UPDATE meta SET value=1000000 WHERE key='checkpoint_journal_seq';");
+  auto store = OpenOk(path);
+  auto cp = store->LoadCheckpoint();
+  REQUIRE(cp.ok());
+  REQUIRE(cp->has_value());
+  CHECK((*cp)->snapshots == snaps);
+  CHECK(ReadAllJournal(*store, 0).empty());  // the covered row is not read...
+  CHECK(store->Journal()->readings == 0);    // ...nor counted
+  Commit c;
+  c.journal.push_back({"plant", "sensors/a", "after", 2});
+  REQUIRE(store->Write(c).ok());
+  CHECK(*store->LastJournalSeq() == 1000001);
+  REQUIRE(store->SaveCheckpoint({{"p0", "new"}}, 1000000).ok());
+  cp = store->LoadCheckpoint();
+  REQUIRE(cp.ok());
+  CHECK((*cp)->snapshots == std::map<std::string, std::string>{{"p0", "new"}});
+  CHECK(IntSql(path, "SELECT count(*) FROM checkpoint_parts") == 1);
+  CHECK(IntSql(path, "SELECT count(*) FROM journal_batches WHERE seq<=1000000") == 0);
+  auto rest = ReadAllJournal(*store, 1000000);
+  REQUIRE(rest.size() == 1);
+  CHECK(rest[0].second.payload == "after");
 }
 
 // Deletes of delivered records are deferred (at most one commit per queue
