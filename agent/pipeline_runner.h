@@ -215,6 +215,13 @@ class PipelineRunner {
   std::condition_variable retry_wake_;
   std::vector<std::unique_ptr<PipelineRuntime>> pipelines_;
   Commit commit_;  // reused: outputs per sink queue, no allocation per reading
+  // Records emitted into commit_ since it was last written. Past
+  // kOutputsPerCommit the Router says Saturated(): 10,000 windows closing
+  // at once would make one commit of megabytes that the readings behind it
+  // wait for; put off, they close over the next batches and ticks.
+  size_t emitted_ = 0;
+  bool saturated_seen_ = false;  // a Router said Saturated() since the last commit
+  bool unbounded_ = false;       // Flush: everything now
   std::vector<std::string> source_names_;  // EnableJournal
   std::vector<bool> journaled_;            // by source: feeds a stateful pipeline
   std::vector<RecentSet> recent_;          // by source

@@ -32,6 +32,11 @@ class Emitter {
   // A record the operator cannot use (too late for its window, ...): it is
   // dead-lettered with `reason`, never silently dropped.
   virtual void Reject(const Record& record, std::string_view reason) = 0;
+  // True when the caller would rather take further output on a later call
+  // (what it holds is already as much as it commits at once). An operator
+  // may then put off work that can wait, such as closing more windows, to
+  // its next call; it must not drop or reorder anything.
+  virtual bool Saturated() const { return false; }
 };
 
 // Counters an operator keeps about itself (for metrics and status).

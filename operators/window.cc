@@ -39,7 +39,7 @@ struct KeyState {
 };
 
 // One entry of the close queue. Entries go stale when a session window
-// grows or merges; Close() skips those.
+// grows or merges; CloseDue() skips those.
 struct Closing {
   int64_t end;
   int64_t start;
@@ -74,6 +74,8 @@ class WindowOperator final : public Operator {
     if (t > max_event_ms_) {
       max_event_ms_ = t;
       AdvanceTo(SaturatingSub(max_event_ms_, spec_.lateness_ms), out);
+    } else {
+      CloseDue(out);  // windows put off by a saturated emitter
     }
     return Status::Ok();
   }
@@ -84,6 +86,7 @@ class WindowOperator final : public Operator {
   }
 
   Status OnTick(int64_t now_ms, Emitter& out) override {
+    CloseDue(out);
     if (spec_.idle_ms <= 0 || max_event_ms_ == kNoTime || last_arrival_ms_ == kNoTime) {
       return Status::Ok();
     }
@@ -217,10 +220,10 @@ class WindowOperator final : public Operator {
     int64_t end = t + spec_.gap_ms;
     auto it = keys_.find(key_buffer_);
     if (it != keys_.end()) {
-      // A record overlapping an open session always joins it, even if its
-      // own [t, t + gap) would be behind the watermark.
+      // A record overlapping an open session (not yet due) always joins it,
+      // even if its own [t, t + gap) would be behind the watermark.
       for (const OpenWindow& w : it->second.windows) {
-        if (start < w.end && w.start < end) {
+        if (w.end > watermark_ && start < w.end && w.start < end) {
           KeyState& ks = it->second;
           MergeSession(ks, record, start, end);
           return true;
@@ -243,7 +246,7 @@ class WindowOperator final : public Operator {
       merged = false;
       for (size_t i = 0; i < ks.windows.size(); ++i) {
         OpenWindow& w = ks.windows[i];
-        if (start < w.end && w.start < end) {
+        if (w.end > watermark_ && start < w.end && w.start < end) {
           start = std::min(start, w.start);
           end = std::max(end, w.end);
           spec_.aggregator.Merge(state, w.state);
@@ -258,9 +261,16 @@ class WindowOperator final : public Operator {
   }
 
   void AdvanceTo(int64_t watermark, Emitter& out) {
-    if (watermark <= watermark_) return;
-    watermark_ = watermark;
-    while (!closing_.empty() && closing_.top().end <= watermark_) {
+    watermark_ = std::max(watermark_, watermark);
+    CloseDue(out);
+  }
+
+  // Emits and forgets every window that ends at or before the watermark,
+  // or as many as `out` takes now: the rest stay open (and in snapshots)
+  // for the next call. Records never reach a window that is due (see
+  // AddToFixedWindows, AddToSession), so the results are the same.
+  void CloseDue(Emitter& out) {
+    while (!closing_.empty() && closing_.top().end <= watermark_ && !out.Saturated()) {
       Closing c = closing_.top();
       closing_.pop();
       KeyState& ks = *c.key;

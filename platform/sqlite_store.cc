@@ -115,6 +115,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -149,11 +150,12 @@ constexpr int kDeleteChunkRows = 1024;
 // journal row is one commit's readings of a source, up to tens of KiB;
 // SQLite reads every overflow page of a row it deletes).
 constexpr size_t kCheckpointPartBytes = 256u << 10;
-constexpr size_t kCheckpointTxnBytes = 1u << 20;
+constexpr size_t kCheckpointTxnBytes = 256u << 10;
 constexpr int kStalePartsPerTxn = kCheckpointTxnBytes / kCheckpointPartBytes;
-constexpr int kTrimJournalRowsPerTxn = 32;
-// Between two of those transactions: a std::mutex is not fair, and a loop
-// that releases and takes db_mu_ again at once keeps a waiting commit out.
+constexpr int kTrimJournalRowsPerTxn = 8;
+// Between two of those transactions (see PaceBulkWork): a std::mutex is not
+// fair, and a loop that releases and takes db_mu_ again at once keeps a
+// waiting commit out.
 constexpr Millis kBulkPause{1};
 // Delivered records are deleted at most this often per queue (and when the
 // queue goes idle, or a commit appends to it): a sink delivering small
@@ -603,6 +605,13 @@ class SqliteStore final : public Store {
   void StartCheckpointer();  // db_mu_ held
   void StopCheckpointer();   // db_mu_ held
   void CheckpointLoop();
+  // Between two transactions of bulk work (a checkpoint's parts, deletes of
+  // what it replaced), db_mu_ not held: pauses kBulkPause, and copies the
+  // WAL first if it is past the threshold. Bulk work writes megabytes in a
+  // row; left to the thread, the WAL would reach the writer's own limit and
+  // a commit of readings would pay for the copy.
+  void PaceBulkWork();
+  std::atomic<int> wal_pages_{0};  // as the WAL hook last reported
   int checkpoint_pages_ = 1000;
   sqlite3* checkpoint_db_ = nullptr;  // the thread's connection
   std::thread checkpointer_;
@@ -1169,7 +1178,8 @@ void SqliteStore::SetUpReserve() {
 
 void SqliteStore::StartCheckpointer() {
   StopCheckpointer();
-  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;  // used by its thread only
+  // Used under checkpoint_pass_mu_ only (by its thread, or PaceBulkWork).
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
   int rc = sqlite3_open_v2(path_.c_str(), &checkpoint_db_, flags, nullptr);
   if (rc == SQLITE_OK) {
     sqlite3_busy_timeout(checkpoint_db_, kBusyTimeoutMs);
@@ -1202,15 +1212,19 @@ void SqliteStore::StopCheckpointer() {
     checkpoint_cv_.notify_all();
     checkpointer_.join();
   }
-  if (checkpoint_db_ != nullptr) {
-    sqlite3_close_v2(checkpoint_db_);
-    checkpoint_db_ = nullptr;
+  {
+    std::lock_guard<std::mutex> pass(checkpoint_pass_mu_);
+    if (checkpoint_db_ != nullptr) {
+      sqlite3_close_v2(checkpoint_db_);
+      checkpoint_db_ = nullptr;
+    }
   }
   if (db_ != nullptr) sqlite3_wal_hook(db_, nullptr, nullptr);
 }
 
 int SqliteStore::OnWalCommit(void* self, sqlite3* db, const char*, int wal_pages) {
   auto* store = static_cast<SqliteStore*>(self);
+  store->wal_pages_.store(wal_pages, std::memory_order_relaxed);
   if (wal_pages < store->checkpoint_pages_) return SQLITE_OK;
   if (wal_pages >= kWalWriterCheckpointFactor * store->checkpoint_pages_) {
     // The thread is behind (a writer faster than its copying, or its
@@ -1230,6 +1244,14 @@ int SqliteStore::OnWalCommit(void* self, sqlite3* db, const char*, int wal_pages
   }
   store->checkpoint_cv_.notify_one();
   return SQLITE_OK;
+}
+
+void SqliteStore::PaceBulkWork() {
+  std::this_thread::sleep_for(kBulkPause);
+  if (wal_pages_.load(std::memory_order_relaxed) < checkpoint_pages_) return;
+  std::lock_guard<std::mutex> pass(checkpoint_pass_mu_);
+  if (checkpoint_db_ == nullptr) return;
+  sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
 }
 
 void SqliteStore::CheckpointLoop() {
@@ -1950,7 +1972,7 @@ Status SqliteStore::SaveCheckpoint(const std::map<std::string, std::string>& sna
   size_t offset = 0;
   int64_t part = 0;
   for (bool first = true; next != snapshots.end(); first = false) {
-    if (!first) std::this_thread::sleep_for(kBulkPause);
+    if (!first) PaceBulkWork();
     std::lock_guard<std::mutex> db_lock(db_mu_);
     Status s = InTransaction("saving a checkpoint", [&]() -> Status {
       size_t written = 0;
@@ -2023,7 +2045,7 @@ Status SqliteStore::TrimAfterCheckpoint(uint64_t generation, uint64_t journal_se
                            Trim{&trim_journal_, journal_seq, kTrimJournalRowsPerTxn},
                            Trim{&trim_batches_, journal_seq, kTrimJournalRowsPerTxn}}) {
     for (int deleted = trim.rows; deleted == trim.rows;) {
-      std::this_thread::sleep_for(kBulkPause);
+      PaceBulkWork();
       std::lock_guard<std::mutex> db_lock(db_mu_);
       Status s = FreeSpace([&]() -> Status {
         return InTransaction("deleting what a checkpoint replaced", [&]() -> Status {

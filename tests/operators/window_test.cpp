@@ -255,6 +255,78 @@ TEST_CASE("snapshot and restore in the middle of a stream give the uninterrupted
   }
 }
 
+// An emitter that takes one record per call, then says Saturated() until
+// the next call (as the agent's does past a commit's worth).
+class OnePerCall : public Collect {
+ public:
+  void Emit(sluice::Envelope e, const Record& r) override {
+    ++this_call;
+    Collect::Emit(std::move(e), r);
+  }
+  bool Saturated() const override { return this_call >= limit; }
+  int this_call = 0;
+  int limit = 1;
+};
+
+TEST_CASE("a saturated emitter puts window closes off without changing the output") {
+  for (auto kind : {WindowKind::kTumbling, WindowKind::kHopping, WindowKind::kSession}) {
+    INFO("kind " << static_cast<int>(kind));
+    std::mt19937_64 rng(11);
+    std::vector<Record> stream;
+    for (int i = 0; i < 2000; ++i) {
+      int64_t t = i * 3 + static_cast<int64_t>(rng() % 40);
+      stream.push_back(R("k" + std::to_string(rng() % 7), t, static_cast<double>(rng() % 100)));
+    }
+    const int64_t step_or_gap = kind == WindowKind::kHopping ? 20 : 25;
+    auto whole = Make(kind, 50, step_or_gap, 30);
+    auto throttled = Make(kind, 50, step_or_gap, 30);
+    Collect expected;
+    OnePerCall got;
+    bool behind = false;  // the throttled operator held due windows at some point
+    for (size_t i = 0; i < stream.size(); ++i) {
+      REQUIRE(whole->OnRecord(stream[i], expected).ok());
+      got.this_call = 0;
+      REQUIRE(throttled->OnRecord(stream[i], got).ok());
+      behind = behind || throttled->Stats().open_windows > whole->Stats().open_windows;
+      if (i == 1000) {  // a checkpoint while windows wait to close
+        std::string snapshot = throttled->Snapshot();
+        throttled = Make(kind, 50, step_or_gap, 30);
+        REQUIRE(throttled->Restore(snapshot).ok());
+      }
+    }
+    REQUIRE(whole->OnWatermark(kEndOfTime, expected).ok());
+    got.this_call = 0;
+    REQUIRE(throttled->OnWatermark(kEndOfTime, got).ok());
+    for (int calls = 0; throttled->Stats().open_windows > 0; ++calls) {
+      REQUIRE(calls < 100000);
+      got.this_call = 0;
+      REQUIRE(throttled->OnTick(0, got).ok());  // each tick closes one more
+    }
+    CHECK(behind);
+    CHECK(got.ids == expected.ids);
+    CHECK(got.bodies == expected.bodies);
+    CHECK(got.rejected == expected.rejected);
+    CHECK(expected.bodies.size() > 10);
+  }
+  // A record that would have joined a session had it not been due yet is
+  // late, as if the session had closed on time.
+  for (bool saturated : {false, true}) {
+    auto op = Make(WindowKind::kSession, 0, 25, 30);
+    OnePerCall out;
+    REQUIRE(op->OnRecord(R("a", 0, 1), out).ok());
+    out.this_call = saturated ? 1 : 0;
+    REQUIRE(op->OnRecord(R("b", 100, 1), out).ok());  // watermark 70: [0, 25) is due
+    CHECK(out.bodies.size() == (saturated ? 0u : 1u));
+    out.this_call = saturated ? 1 : 0;
+    REQUIRE(op->OnRecord(R("a", 10, 1), out).ok());
+    CHECK(out.rejected == std::vector<int64_t>{10});
+    out.limit = 1000;
+    REQUIRE(op->OnWatermark(kEndOfTime, out).ok());
+    REQUIRE(out.bodies.size() == 2);
+    CHECK(Windows(out)[0] == std::vector<int64_t>{0, 25, 1, 1});
+  }
+}
+
 TEST_CASE("a corrupt snapshot is refused and leaves the operator empty") {
   auto op = Make(WindowKind::kTumbling, 10, 0, 0);
   Collect out;
