@@ -108,6 +108,19 @@ std::unique_ptr<Agent> Reload(const std::string& path, const std::string& log_le
 int Validate(const std::string& path) {
   auto config = LoadOrReport(path);
   if (!config.ok()) return kExitError;
+  // What the sinks would refuse at start (a property librdkafka does not
+  // know, a header that breaks requests), without building them.
+  sinks::SinkRegistry registry;
+  sinks::RegisterBuiltins(registry);
+  int refused = 0;
+  for (const config::SinkConfig& sink : config->sinks) {
+    if (Status s = registry.Check(sink); !s.ok()) {
+      std::cerr << path << ": " << s.message() << "\n";
+      ++refused;
+    }
+  }
+  if (refused > 1) std::cerr << refused << " errors in " << path << "\n";
+  if (refused > 0) return kExitError;
   std::cout << path << ": OK (" << config->sources.size() << " source(s), "
             << config->pipelines.size() << " pipeline(s), " << config->sinks.size()
             << " sink(s))\n";

@@ -115,28 +115,7 @@ class HttpSink : public Sink {
       : name_(std::move(name)), config_(std::move(config)) {}
 
   Status Init() {
-    for (const auto& [header, value] : config_.headers) {
-      // RFC 9110's token characters only.
-      const bool token = !header.empty() && std::all_of(header.begin(), header.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) ||
-               std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-      });
-      if (!token) {
-        return Status::InvalidArgument("header name '" + Excerpt(header) +
-                                       "' is not a valid HTTP header name");
-      }
-      // The request's framing is the sink's: a second length or coding
-      // would make the receiver read another body than the one sent.
-      for (const char* framing : {"Content-Length", "Transfer-Encoding", "Host"}) {
-        if (EqualsIgnoreCase(header, framing)) {
-          return Status::InvalidArgument("header '" + header + "' is set by the sink itself");
-        }
-      }
-      if (value.value().find_first_of("\r\n") != std::string::npos) {
-        return Status::InvalidArgument("the value of header '" + header +
-                                       "' holds a line break");  // the value is a secret
-      }
-    }
+    RETURN_IF_ERROR(CheckHttpSink(config_));
     StatusOr<HttpUrl> url = ParseHttpUrl(config_.url);
     if (!url.ok()) return url.status();
     request_context_ = "sink '" + name_ + "': " + config_.method + " " + url->display;
@@ -349,6 +328,32 @@ WriteResult HttpVerdict(const std::string& request, const HttpResponse& response
   if (code >= 400 && code < 500) return {Status::InvalidArgument(what), {}, std::nullopt};
   // 1xx as a final answer, or a code outside 100-599: not a verdict we can trust.
   return {Status::Unavailable(what + ": unexpected HTTP status"), {}, std::nullopt};
+}
+
+Status CheckHttpSink(const config::HttpSinkConfig& config) {
+  for (const auto& [header, value] : config.headers) {
+    // RFC 9110's token characters only.
+    const bool token = !header.empty() && std::all_of(header.begin(), header.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) ||
+             std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    });
+    if (!token) {
+      return Status::InvalidArgument("header name '" + Excerpt(header) +
+                                     "' is not a valid HTTP header name");
+    }
+    // The request's framing is the sink's: a second length or coding
+    // would make the receiver read another body than the one sent.
+    for (const char* framing : {"Content-Length", "Transfer-Encoding", "Host"}) {
+      if (EqualsIgnoreCase(header, framing)) {
+        return Status::InvalidArgument("header '" + header + "' is set by the sink itself");
+      }
+    }
+    if (value.value().find_first_of("\r\n") != std::string::npos) {
+      return Status::InvalidArgument("the value of header '" + header +
+                                     "' holds a line break");  // the value is a secret
+    }
+  }
+  return ParseHttpUrl(config.url).status();
 }
 
 StatusOr<std::unique_ptr<Sink>> NewHttpSink(const std::string& sink_name,

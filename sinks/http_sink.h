@@ -46,6 +46,8 @@ namespace sluice::sinks {
 // header that would break the request (CR/LF in a name or value).
 StatusOr<std::unique_ptr<Sink>> NewHttpSink(const std::string& sink_name,
                                             const config::HttpSinkConfig& config);
+// NewHttpSink's checks of the url and headers (`sluice validate`).
+Status CheckHttpSink(const config::HttpSinkConfig& config);
 
 // The pieces of a request, pure functions for tests (http_sink_test.cpp).
 

@@ -190,10 +190,10 @@ class KafkaSink final : public Sink {
   RateLimitedLog rdkafka_warn_log_{LogLevel::kWarn, Millis(30000)};
 };
 
-Status KafkaSink::CreateProducer() {
+StatusOr<rd_kafka_conf_t*> NewConf(const std::vector<Setting>& settings) {
   char errstr[512] = {};
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
-  for (const Setting& s : settings_) {
+  for (const Setting& s : settings) {
     if (rd_kafka_conf_set(conf, s.name.c_str(), s.value.c_str(), errstr, sizeof errstr) !=
         RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
@@ -201,6 +201,12 @@ Status KafkaSink::CreateProducer() {
                                      "' refused by librdkafka: " + WithoutValue(errstr, s.value));
     }
   }
+  return conf;
+}
+
+Status KafkaSink::CreateProducer() {
+  char errstr[512] = {};
+  ASSIGN_OR_RETURN(rd_kafka_conf_t * conf, NewConf(settings_));
   size_t size = sizeof errstr;
   if (rd_kafka_conf_get(conf, "message.timeout.ms", errstr, &size) == RD_KAFKA_CONF_OK) {
     attempt_timeout_ = Millis(std::strtoll(errstr, nullptr, 10));
@@ -461,8 +467,17 @@ void KafkaSink::OnLog(int level, const char* facility, const char* text) {
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Sink>> NewKafkaSink(const std::string& sink_name,
-                                             const config::KafkaSinkConfig& config) {
+namespace {
+
+// What a sink's config makes of the producer: its librdkafka settings and
+// templates. Side-effect free; shared by NewKafkaSink and CheckKafkaSink.
+struct KafkaPlan {
+  std::vector<Setting> settings;
+  RecordTemplate topic;
+  std::optional<RecordTemplate> key;
+};
+
+StatusOr<KafkaPlan> PlanKafka(const std::string& sink_name, const config::KafkaSinkConfig& config) {
   if (config.brokers.empty()) return Status::InvalidArgument("kafka: no brokers");
   StatusOr<RecordTemplate> topic = RecordTemplate::Parse(config.topic);
   if (!topic.ok()) return topic.status().WithContext("kafka: topic");
@@ -509,9 +524,25 @@ StatusOr<std::unique_ptr<Sink>> NewKafkaSink(const std::string& sink_name,
     settings.push_back({"security.protocol", "ssl"});
   }
   for (const auto& [name, value] : config.properties) settings.push_back({name, value.value()});
+  return KafkaPlan{std::move(settings), std::move(*topic), std::move(key)};
+}
 
-  auto sink = std::make_unique<KafkaSink>(sink_name, std::move(settings), std::move(*topic),
-                                          std::move(key), config.linger);
+}  // namespace
+
+Status CheckKafkaSink(const std::string& sink_name, const config::KafkaSinkConfig& config) {
+  ASSIGN_OR_RETURN(KafkaPlan plan, PlanKafka(sink_name, config));
+  ASSIGN_OR_RETURN(rd_kafka_conf_t * conf, NewConf(plan.settings));
+  rd_kafka_conf_destroy(conf);
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Sink>> NewKafkaSink(const std::string& sink_name,
+                                             const config::KafkaSinkConfig& config) {
+  ASSIGN_OR_RETURN(KafkaPlan plan, PlanKafka(sink_name, config));
+
+  auto sink = std::make_unique<KafkaSink>(sink_name, std::move(plan.settings),
+                                          std::move(plan.topic), std::move(plan.key),
+                                          config.linger);
   RETURN_IF_ERROR(sink->Start());
   return std::unique_ptr<Sink>(std::move(sink));
 }

@@ -39,6 +39,9 @@ namespace sluice::sinks {
 // registry adds "sink '<name>'".
 StatusOr<std::unique_ptr<Sink>> NewKafkaSink(const std::string& sink_name,
                                              const config::KafkaSinkConfig& config);
+// NewKafkaSink's checks without a producer (`sluice validate`): the same
+// errors, no thread, no connection.
+Status CheckKafkaSink(const std::string& sink_name, const config::KafkaSinkConfig& config);
 
 }  // namespace sluice::sinks
 

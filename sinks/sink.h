@@ -69,6 +69,9 @@ class Sink {
 
 using SinkFactory =
     std::function<StatusOr<std::unique_ptr<Sink>>(const config::SinkConfig& config)>;
+// What the factory would refuse, found without building the sink (no file
+// opened, no thread, no connection): for `sluice validate`.
+using SinkChecker = std::function<Status(const config::SinkConfig& config)>;
 
 // Sink types by name. Filled explicitly (RegisterBuiltins), never by static
 // initialisers, so a statically linked binary and a test's own registry both
@@ -76,13 +79,16 @@ using SinkFactory =
 class SinkRegistry {
  public:
   // kAlreadyExists for a second factory under the same type.
-  Status Register(const std::string& type, SinkFactory factory);
+  Status Register(const std::string& type, SinkFactory factory, SinkChecker checker = {});
   // kUnimplemented when `config.type` is not registered in this build.
   StatusOr<std::unique_ptr<Sink>> Create(const config::SinkConfig& config) const;
+  // The type's checker (OK when it has none), errors prefixed "sink '<name>'".
+  Status Check(const config::SinkConfig& config) const;
   bool Has(const std::string& type) const { return factories_.count(type) > 0; }
 
  private:
   std::map<std::string, SinkFactory> factories_;
+  std::map<std::string, SinkChecker> checkers_;
 };
 
 // stdout, file, http, kafka and mqtt.

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <csignal>
+#include <filesystem>
 #include <regex>
 #include <sstream>
 
@@ -99,6 +100,47 @@ TEST_CASE("usage errors exit 2, input errors exit 1, --help exits 0") {
   Result missing = RunSluice(dir, {"validate", "-c", dir.File("nope.yaml")});
   CHECK(missing.exit_code == 1);
   CHECK(missing.err.find("nope.yaml") != std::string::npos);
+}
+
+TEST_CASE("validate reports what the sinks would refuse at start, and run refuses it too") {
+  TempDir dir;
+  const std::string head =
+      "agent: { id: cli-gw, data_dir: " + dir.File("data") + ", http: off }\n"
+      "sources:\n  plant: { url: tcp://127.0.0.1:1, topics: [ \"s/#\" ] }\n"
+      "pipelines:\n  raw: { from: plant, to: [ up, ops ] }\n"
+      "sinks:\n";
+  const std::string kafka =
+      "  up: { type: kafka, brokers: [ \"127.0.0.1:1\" ], topic: t,"
+      " properties: { no.such.property: \"x\" } }\n";
+  const std::string http =
+      "  ops: { type: http, url: \"http://127.0.0.1:1/in\", headers: { Content-Length: \"5\" } }\n";
+  WriteFile(dir.File("bad.yaml"), head + kafka + http);
+  Result r = RunSluice(dir, {"validate", "-c", dir.File("bad.yaml")});
+  CHECK(r.exit_code == 1);
+  INFO(r.err);
+  CHECK(r.err.find("sink 'up'") != std::string::npos);
+  CHECK(r.err.find("no.such.property") != std::string::npos);
+  CHECK(r.err.find("sink 'ops'") != std::string::npos);
+  CHECK(r.err.find("Content-Length") != std::string::npos);
+  CHECK(r.err.find("2 errors") != std::string::npos);
+  CHECK(r.out.find("OK") == std::string::npos);
+
+  // Valid property and header: OK, and nothing was built (no data dir).
+  const std::string good_kafka =
+      "  up: { type: kafka, brokers: [ \"127.0.0.1:1\" ], topic: t,"
+      " properties: { queue.buffering.max.kbytes: \"2048\" } }\n";
+  const std::string good_http =
+      "  ops: { type: http, url: \"http://127.0.0.1:1/in\", headers: { X-Token: v } }\n";
+  WriteFile(dir.File("good.yaml"), head + good_kafka + good_http);
+  Result ok = RunSluice(dir, {"validate", "-c", dir.File("good.yaml")});
+  CHECK(ok.exit_code == 0);
+  CHECK(ok.out.find("OK") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir.File("data")));
+
+  // What validate refuses, run refuses too (at start, before any reading).
+  Result run = RunSluice(dir, {"run", "-c", dir.File("bad.yaml")});
+  CHECK(run.exit_code == 1);
+  CHECK(run.err.find("no.such.property") != std::string::npos);
 }
 
 TEST_CASE("a bad --log-level is a usage error that names the accepted levels") {
