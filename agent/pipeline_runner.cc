@@ -40,14 +40,11 @@ constexpr Millis kTickRoundPause{1};
 
 }  // namespace
 
-bool PipelineRunner::RecentSet::Contains(uint64_t hash) const {
-  // A scan of 2 KiB: cheaper per reading than a hash set's node allocations.
-  return std::find(ring_.begin(), ring_.begin() + static_cast<std::ptrdiff_t>(size_), hash) !=
-         ring_.begin() + static_cast<std::ptrdiff_t>(size_);
-}
+bool PipelineRunner::RecentSet::Contains(uint64_t hash) const { return index_.Contains(hash); }
 
 void PipelineRunner::RecentSet::Add(uint64_t hash) {
-  if (Contains(hash)) return;
+  if (!index_.Insert(hash)) return;
+  if (size_ == kRecentReadings) index_.Erase(ring_[next_]);
   ring_[next_] = hash;
   next_ = (next_ + 1) % kRecentReadings;
   size_ = std::min(size_ + 1, kRecentReadings);
@@ -66,6 +63,7 @@ std::string PipelineRunner::RecentSet::Encode() const {
 }
 
 bool PipelineRunner::RecentSet::Decode(std::string_view in) {
+  for (size_t i = 0; i < size_; ++i) index_.Erase(ring_[i]);
   size_ = 0;
   next_ = 0;
   if (in.empty() || in[0] != kRecentSetVersion || (in.size() - 1) % 8 != 0) return false;
@@ -170,6 +168,7 @@ Status PipelineRunner::Process(int source, const std::vector<Reading>& readings)
   if (closed_) return Status::Cancelled("pipelines are stopping");
   const bool journal = source >= 0 && static_cast<size_t>(source) < journaled_.size() &&
                        journaled_[source];
+  for (uint64_t hash : batch_hashes_) batch_index_.Erase(hash);  // what the last batch left
   batch_hashes_.clear();
   for (const Reading& reading : readings) {
     if (!stall_topic_.empty() && reading.topic == stall_topic_) {
@@ -179,8 +178,7 @@ Status PipelineRunner::Process(int source, const std::vector<Reading>& readings)
     }
     if (journal) {
       const uint64_t hash = ContentHash(reading.topic, reading.payload);
-      if (recent_[source].Contains(hash) ||
-          std::find(batch_hashes_.begin(), batch_hashes_.end(), hash) != batch_hashes_.end()) {
+      if (recent_[source].Contains(hash) || !batch_index_.Insert(hash)) {
         // Committed before a crash, acknowledged too late: the broker sent it
         // again. Take it (the ack goes out) without counting it twice.
         ++redeliveries_;

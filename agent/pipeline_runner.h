@@ -57,6 +57,7 @@
 
 #include "operators/operator.h"
 #include "operators/record.h"
+#include "platform/hash_set64.h"
 #include "platform/dead_letter.h"
 #include "platform/envelope.h"
 #include "platform/log.h"
@@ -193,6 +194,7 @@ class PipelineRunner {
     std::array<uint64_t, kRecentReadings> ring_{};  // the last size_ hashes, next_ the oldest when full
     size_t size_ = 0;
     size_t next_ = 0;
+    HashSet64 index_;  // what ring_ holds
   };
 
   std::mutex checkpoint_mu_;  // one Checkpoint at a time; taken before mu_
@@ -226,6 +228,7 @@ class PipelineRunner {
   std::vector<bool> journaled_;            // by source: feeds a stateful pipeline
   std::vector<RecentSet> recent_;          // by source
   std::vector<uint64_t> batch_hashes_;  // of the batch being committed, in order
+  HashSet64 batch_index_;               // the same, empty between batches
   // A commit failed: operator state may hold readings not in the journal.
   bool diverged_ = false;
   uint64_t redeliveries_ = 0;
