@@ -90,6 +90,7 @@ int RunOffline(const std::string& config_path, const std::string& input_path) {
   });
   if (!pipelines.ok()) return Fail(std::string(pipelines.status().message()));
   PipelineRunner runner(std::move(*pipelines), **store, dead_letters);
+  runner.SetUnbounded();
 
   std::vector<operators::JsonDecoder> decoders;
   for (const config::SourceConfig& s : config->sources) {

@@ -96,6 +96,7 @@ class PipelineRunner::Router final : public operators::Emitter {
   bool Saturated() const override {
     if (runner_.unbounded_ || runner_.emitted_ < kOutputsPerCommit) return false;
     runner_.saturated_seen_ = true;
+    p_.held_back = true;
     return true;
   }
 
@@ -127,6 +128,20 @@ PipelineRunner::PipelineRunner(std::vector<std::unique_ptr<PipelineRuntime>> pip
   for (size_t i = 0; i < pipelines_.size(); ++i) {
     int up = pipelines_[i]->upstream;
     if (up >= 0) pipelines_[up]->downstream.push_back(static_cast<int>(i));
+  }
+  std::vector<bool> placed(pipelines_.size(), false);
+  while (upstream_first_.size() < pipelines_.size()) {
+    const size_t before = upstream_first_.size();
+    for (size_t i = 0; i < pipelines_.size(); ++i) {
+      const int up = pipelines_[i]->upstream;
+      if (placed[i] || (up >= 0 && !placed[up])) continue;
+      placed[i] = true;
+      upstream_first_.push_back(i);
+    }
+    if (upstream_first_.size() == before) {  // a cycle (the config loader refuses one)
+      upstream_first_.clear();
+      break;
+    }
   }
 }
 
@@ -316,11 +331,22 @@ Status PipelineRunner::Tick(int64_t now_ms) {
     if (!first) std::this_thread::sleep_for(kTickRoundPause);
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return Status::Cancelled("pipelines are stopping");
+    if (upstream_first_.empty() && !pipelines_.empty()) {
+      return Status::Internal("pipelines read each other in a cycle");
+    }
     saturated_seen_ = false;
-    for (const auto& p : pipelines_) {
-      Router router(*this, *p);
-      if (Status s = p->op->OnTick(now_ms, router); !s.ok()) {
-        error_log_.Log("pipeline '" + p->name + "': " + s.ToString());
+    for (const auto& p : pipelines_) p->held_back = false;
+    for (size_t i : upstream_first_) {
+      PipelineRuntime& p = *pipelines_[i];
+      // While the pipeline it reads still holds results back, its input is
+      // not complete: an idle tick now could take them for late ones.
+      if (p.upstream >= 0 && pipelines_[p.upstream]->held_back) {
+        p.held_back = true;
+        continue;
+      }
+      Router router(*this, p);
+      if (Status s = p.op->OnTick(now_ms, router); !s.ok()) {
+        error_log_.Log("pipeline '" + p.name + "': " + s.ToString());
       }
     }
     Status s = CommitOutputs();
@@ -361,18 +387,13 @@ Status PipelineRunner::Flush() {
   } bounded{unbounded_};
   // Upstream first: a window's last aggregates must reach the pipelines
   // reading it before those close their own windows.
-  std::vector<bool> flushed(pipelines_.size(), false);
-  for (size_t done = 0; done < pipelines_.size();) {
-    size_t before = done;
-    for (size_t i = 0; i < pipelines_.size(); ++i) {
-      PipelineRuntime& p = *pipelines_[i];
-      if (flushed[i] || (p.upstream >= 0 && !flushed[p.upstream])) continue;
-      Router router(*this, p);
-      RETURN_IF_ERROR(p.op->OnWatermark(operators::kEndOfTime, router));
-      flushed[i] = true;
-      ++done;
-    }
-    if (done == before) return Status::Internal("pipelines read each other in a cycle");
+  if (upstream_first_.empty() && !pipelines_.empty()) {
+    return Status::Internal("pipelines read each other in a cycle");
+  }
+  for (size_t i : upstream_first_) {
+    PipelineRuntime& p = *pipelines_[i];
+    Router router(*this, p);
+    RETURN_IF_ERROR(p.op->OnWatermark(operators::kEndOfTime, router));
   }
   return CommitOutputs();
 }

@@ -84,6 +84,7 @@ struct PipelineRuntime {
   std::vector<int> sinks;               // indices into the runner's queues
   PipelineCounters counters;
   std::vector<int> downstream;          // filled by the runner
+  bool held_back = false;               // Tick: said Saturated() this round (runner's mu_)
 };
 
 class PipelineRunner {
@@ -168,6 +169,10 @@ class PipelineRunner {
     return last_checkpoint_ms_.load(std::memory_order_relaxed);
   }
 
+  // Every commit takes all the outputs, however many windows close at once
+  // (`sluice test`: its output order must not depend on commit sizes).
+  void SetUnbounded() { unbounded_ = true; }
+
   // Test hook (the watchdog test): a reading on `topic` stalls the pipelines
   // for good, as a bug in an operator would.
   void StallOnTopicForTests(std::string topic) { stall_topic_ = std::move(topic); }
@@ -223,7 +228,10 @@ class PipelineRunner {
   // wait for; put off, they close over the next batches and ticks.
   size_t emitted_ = 0;
   bool saturated_seen_ = false;  // a Router said Saturated() since the last commit
-  bool unbounded_ = false;       // Flush: everything now
+  bool unbounded_ = false;       // Flush, or SetUnbounded(): everything now
+  // Pipeline indices, each after the one it reads (Tick and Flush go in
+  // this order); empty when pipelines read each other in a cycle.
+  std::vector<size_t> upstream_first_;
   std::vector<std::string> source_names_;  // EnableJournal
   std::vector<bool> journaled_;            // by source: feeds a stateful pipeline
   std::vector<RecentSet> recent_;          // by source

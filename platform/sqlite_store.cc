@@ -27,6 +27,8 @@
 //   checkpoint_parts(generation, pipeline, part, bytes BLOB)
 //                                           a snapshot cut in kCheckpointPartBytes
 //                                           pieces; the current generation is in meta
+//   checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB)
+//                                           version 2's checkpoint, generation 0
 //   dead_letters(seq INTEGER PRIMARY KEY, time_ms, origin, name, topic, reason,
 //                payload BLOB)           counters in meta: dead_letters_total,
 //                                           dead_letters_dropped, dead_letters_purged
@@ -36,9 +38,10 @@
 // by checkpoint_parts: with thousands of keys a snapshot is megabytes, and one
 // transaction that size held every commit back for hundreds of milliseconds.
 // A version-2 sluice refuses the file (it would read no checkpoint and replay
-// from the wrong place); a writer opening a version-2 file moves its
-// checkpoints over as generation 0; a read-only store on one reads the old
-// table. A writer opening a version-1 file adds the
+// from the wrong place). Version 2's table stays: its rows are generation 0,
+// read as they are (no copy: an upgrade on a full disk must not need room
+// for the checkpoint twice) until the first save makes generation 1 current
+// and deletes them. A writer opening a version-1 file adds the
 // table and raises the version; a read-only store on a version-1 file (an
 // older agent still running) reads the old journal only.
 // dead_letters came after version 1 shipped without it; CREATE TABLE IF NOT
@@ -101,9 +104,12 @@
 //   about kCheckpointTxnBytes, releasing the connection between them, then
 //   makes it current, with the journal position, in one small transaction;
 //   only then are the old generation and the covered journal deleted, again
-//   in small transactions. A crash in between leaves rows that are not read
-//   (parts of another generation, journal rows at or below the checkpoint)
-//   and that the next SaveCheckpoint deletes first.
+//   in small transactions (at most kTrimBudget of them per save). A crash in
+//   between leaves rows that are not read (parts of another generation,
+//   journal rows at or below the checkpoint) and that the next save deletes.
+//   When the new parts do not fit beside the old ones (disk full,
+//   max_db_bytes), the save is done again in one transaction that deletes
+//   the old checkpoint and reuses its pages: commits wait for that one.
 // - Read-only: reads the writer's last commit on each call; Peek never waits.
 // - LastJournalSeq() is the highest sequence number given out, also when the
 //   checkpoint has trimmed that entry.
@@ -157,6 +163,7 @@ constexpr int kTrimJournalRowsPerTxn = 8;
 // fair, and a loop that releases and takes db_mu_ again at once keeps a
 // waiting commit out.
 constexpr Millis kBulkPause{1};
+constexpr Millis kTrimBudget{1000};
 // Delivered records are deleted at most this often per queue (and when the
 // queue goes idle, or a commit appends to it): a sink delivering small
 // batches at a high rate would otherwise pay a commit per batch. A crash
@@ -214,10 +221,6 @@ CREATE TABLE IF NOT EXISTS checkpoint_parts(
   bytes BLOB NOT NULL,
   PRIMARY KEY(generation, pipeline, part));
 CREATE TABLE IF NOT EXISTS checkpoints(pipeline TEXT PRIMARY KEY, snapshot BLOB NOT NULL);
-INSERT INTO checkpoint_parts(generation, pipeline, part, bytes)
-  SELECT ifnull((SELECT value FROM meta WHERE key='checkpoint_generation'), 0), pipeline, 0,
-         snapshot FROM checkpoints;
-DROP TABLE checkpoints;
 CREATE TABLE IF NOT EXISTS dead_letters(
   seq INTEGER PRIMARY KEY,
   time_ms INTEGER NOT NULL,
@@ -633,7 +636,28 @@ class SqliteStore final : public Store {
   // never interleave) and db_mu_ for each of its transactions.
   std::mutex save_mu_;
   Stmt insert_part_, select_checkpoint_, delete_stale_parts_, trim_journal_, trim_batches_;
+  Stmt delete_all_parts_, delete_legacy_checkpoints_, delete_legacy_checkpoints_all_;
+  // Where InsertParts goes on from: snapshot, byte offset in it, part number.
+  struct PartCursor {
+    std::map<std::string, std::string>::const_iterator next;
+    size_t offset = 0;
+    int64_t part = 0;
+  };
+  // In the caller's transaction, db_mu_ held: parts from `at` on, about
+  // `budget` bytes of them; `at` moves past what was written.
+  Status InsertParts(uint64_t generation, const std::map<std::string, std::string>& snapshots,
+                     PartCursor& at, size_t budget);
+  // In the caller's transaction: `generation` is the checkpoint from now on.
+  Status MakeCurrent(uint64_t generation, uint64_t journal_seq);
+  // Deletes, in small transactions, the parts of other generations, version
+  // 2's checkpoint once a generation is current, and the journal up to
+  // `journal_seq` (at most kTrimBudget of work; the next save goes on).
   Status TrimAfterCheckpoint(uint64_t generation, uint64_t journal_seq);
+  // Journal rows inserted (rolled back ones too), and that count at the last
+  // trim: past kTrimBudget a trim still deletes twice what was written
+  // since, so that a backlog shrinks and never grows. db_mu_.
+  uint64_t journal_rows_written_ = 0;
+  uint64_t journal_rows_at_trim_ = 0;
   Stmt set_meta_, get_meta_;
   // Dead letters; prepared by DeadLetterTableReady().
   bool dead_letters_ready_ = false;
@@ -918,14 +942,19 @@ Status SqliteStore::PrepareStatements() {
   // One statement, so one read transaction: the meta values and the parts
   // belong to the same save even while the writer makes the next current.
   // A never-saved checkpoint has a NULL journal position.
+  // Version 2's table holds generation 0 (see the top); its LEFT JOIN also
+  // gives the one row that carries the meta values when there is no part.
   const std::string meta_value = "(SELECT value FROM meta WHERE key=";
   const std::string select_checkpoint =
-      "SELECT m.seq, m.saved, p.pipeline, p.part, p.bytes FROM (SELECT " + meta_value +
-      "'checkpoint_journal_seq') AS seq, " + meta_value + "'checkpoint_saved_ms') AS saved" +
-      (parts ? ", ifnull(" + meta_value + "'checkpoint_generation'), 0) AS gen) m "
-               "LEFT JOIN checkpoint_parts p ON p.generation=m.gen ORDER BY p.pipeline, p.part"
-             : ") m LEFT JOIN (SELECT pipeline, 0 AS part, snapshot AS bytes FROM checkpoints) p "
-               "ORDER BY p.pipeline");
+      "WITH m AS (SELECT " + meta_value + "'checkpoint_journal_seq') AS seq, " + meta_value +
+      "'checkpoint_saved_ms') AS saved, " +
+      (parts ? "ifnull(" + meta_value + "'checkpoint_generation'), 0)" : std::string("0")) +
+      " AS gen) " +
+      (parts ? "SELECT m.seq, m.saved, p.pipeline, p.part, p.bytes FROM m JOIN checkpoint_parts p "
+               "ON p.generation=m.gen UNION ALL "
+             : "") +
+      "SELECT m.seq, m.saved, c.pipeline, 0, c.snapshot FROM m LEFT JOIN checkpoints c "
+      "ON m.gen=0 ORDER BY 3, 4";
   struct Item {
     Stmt* stmt;
     const char* sql;
@@ -958,6 +987,11 @@ Status SqliteStore::PrepareStatements() {
        parts ? "DELETE FROM checkpoint_parts WHERE rowid IN "
                "(SELECT rowid FROM checkpoint_parts WHERE generation<>?1 LIMIT ?2)"
              : "SELECT 1"},
+      {&delete_all_parts_, parts ? "DELETE FROM checkpoint_parts" : "SELECT 1"},
+      {&delete_legacy_checkpoints_,
+       "DELETE FROM checkpoints WHERE rowid IN (SELECT rowid FROM checkpoints WHERE ?1<>0 "
+       "LIMIT ?2)"},
+      {&delete_legacy_checkpoints_all_, "DELETE FROM checkpoints"},
       {&trim_journal_,
        "DELETE FROM journal WHERE seq IN (SELECT seq FROM journal WHERE seq<=?1 ORDER BY seq "
        "LIMIT ?2)"},
@@ -1057,7 +1091,9 @@ void SqliteStore::CloseDb() {
   for (Stmt* s : {&begin_, &commit_, &rollback_, &insert_journal_, &update_queue_,
                   &insert_queue_, &select_queues_, &queue_records_, &read_journal_,
                   &journal_high_, &journal_count_, &insert_part_, &select_checkpoint_,
-                  &delete_stale_parts_, &trim_journal_, &trim_batches_, &set_meta_, &get_meta_,
+                  &delete_stale_parts_, &delete_all_parts_, &delete_legacy_checkpoints_,
+                  &delete_legacy_checkpoints_all_, &trim_journal_, &trim_batches_, &set_meta_,
+                  &get_meta_,
                   &insert_dead_letter_, &dead_letter_page_, &delete_dead_letters_through_,
                   &read_dead_letters_, &count_dead_letters_, &delete_all_dead_letters_}) {
     s->Finalize();
@@ -1504,6 +1540,7 @@ Status SqliteStore::WriteOnce(const Commit& commit, const std::vector<bool>* ref
       q.U64(1, journal_seq - 1).U64(2, first).Text(3, source).U64(4, bytes).Blob(5, journal_packed_);
       int rc = q.Step();
       if (rc != SQLITE_DONE) return Sql(rc, "writing the journal");
+      ++journal_rows_written_;
     }
     for (size_t i = 0; i < commit.outputs.size(); ++i) {
       const std::vector<Envelope>& batch = commit.outputs[i];
@@ -1943,6 +1980,45 @@ Status SqliteStore::ReadJournal(
   }
 }
 
+Status SqliteStore::InsertParts(uint64_t generation,
+                                const std::map<std::string, std::string>& snapshots,
+                                PartCursor& at, size_t budget) {
+  size_t written = 0;
+  while (at.next != snapshots.end() && written < budget) {
+    const std::string& snapshot = at.next->second;
+    const size_t n = std::min(kCheckpointPartBytes, snapshot.size() - at.offset);
+    Query q(insert_part_);
+    q.U64(1, generation).Text(2, at.next->first).Int(3, at.part)
+        .Blob(4, std::string_view(snapshot).substr(at.offset, n));
+    int rc = q.Step();
+    if (rc != SQLITE_DONE) return Sql(rc, "saving the checkpoint of '" + at.next->first + "'");
+    written += n + 1;  // an empty snapshot is a row too
+    at.offset += n;
+    ++at.part;
+    if (at.offset >= snapshot.size()) {
+      ++at.next;
+      at.offset = 0;
+      at.part = 0;
+    }
+  }
+  return Status::Ok();
+}
+
+Status SqliteStore::MakeCurrent(uint64_t generation, uint64_t journal_seq) {
+  const int64_t now_ms = ToEpochMillis(clock_.WallNow());
+  for (const auto& [key, value] :
+       {std::pair<const char*, int64_t>{"checkpoint_generation", static_cast<int64_t>(generation)},
+        std::pair<const char*, int64_t>{"checkpoint_journal_seq",
+                                        static_cast<int64_t>(journal_seq)},
+        std::pair<const char*, int64_t>{"checkpoint_saved_ms", now_ms}}) {
+    Query q(set_meta_);
+    q.Text(1, key).Int(2, value);
+    int rc = q.Step();
+    if (rc != SQLITE_DONE) return Sql(rc, "saving the checkpoint");
+  }
+  return Status::Ok();
+}
+
 Status SqliteStore::SaveCheckpoint(const std::map<std::string, std::string>& snapshots,
                                    uint64_t journal_seq) {
   if (options_.read_only) return ReadOnlyError();
@@ -1967,65 +2043,44 @@ Status SqliteStore::SaveCheckpoint(const std::map<std::string, std::string>& sna
   const uint64_t generation = current + 1;
 
   // The parts, a transaction per kCheckpointTxnBytes, the connection free
-  // between them: commits of readings go on meanwhile.
-  auto next = snapshots.begin();
-  size_t offset = 0;
-  int64_t part = 0;
-  for (bool first = true; next != snapshots.end(); first = false) {
+  // between them: commits of readings go on meanwhile. Then one small
+  // transaction makes them current.
+  Status s;
+  PartCursor at{snapshots.begin()};
+  for (bool first = true; s.ok() && at.next != snapshots.end(); first = false) {
     if (!first) PaceBulkWork();
     std::lock_guard<std::mutex> db_lock(db_mu_);
-    Status s = InTransaction("saving a checkpoint", [&]() -> Status {
-      size_t written = 0;
-      while (next != snapshots.end() && written < kCheckpointTxnBytes) {
-        const std::string& snapshot = next->second;
-        const size_t n = std::min(kCheckpointPartBytes, snapshot.size() - offset);
-        Query q(insert_part_);
-        q.U64(1, generation).Text(2, next->first).Int(3, part)
-            .Blob(4, std::string_view(snapshot).substr(offset, n));
-        int rc = q.Step();
-        if (rc != SQLITE_DONE) {
-          return Sql(rc, "saving the checkpoint of '" + next->first + "'");
-        }
-        written += n + 1;  // an empty snapshot is a row too
-        offset += n;
-        ++part;
-        if (offset >= snapshot.size()) {
-          ++next;
-          offset = 0;
-          part = 0;
-        }
-      }
-      return Status::Ok();
+    s = InTransaction("saving a checkpoint", [&] {
+      return InsertParts(generation, snapshots, at, kCheckpointTxnBytes);
     });
-    if (!s.ok()) {
-      NoteFailure(s);
-      (void)TrimAfterCheckpoint(current, 0);  // give their space back (or next time)
-      return s;
-    }
   }
-
-  // One small transaction makes the new generation current.
+  if (s.ok()) {
+    std::lock_guard<std::mutex> db_lock(db_mu_);
+    s = InTransaction("saving a checkpoint", [&] { return MakeCurrent(generation, journal_seq); });
+  }
+  if (s.code() == StatusCode::kResourceExhausted) {
+    // No room for the new checkpoint beside the old one (a full disk, or
+    // max_db_bytes): replace it in one transaction, reusing its pages, as
+    // before parts existed. Commits wait for this one.
+    (void)TrimAfterCheckpoint(current, 0);  // the parts written so far
+    std::lock_guard<std::mutex> db_lock(db_mu_);
+    s = FreeSpace([&] {
+      return InTransaction("saving a checkpoint in place", [&]() -> Status {
+        RETURN_IF_ERROR(Exec(delete_all_parts_, "replacing the checkpoint"));
+        RETURN_IF_ERROR(Exec(delete_legacy_checkpoints_all_, "replacing the checkpoint"));
+        PartCursor all{snapshots.begin()};
+        RETURN_IF_ERROR(InsertParts(generation, snapshots, all, SIZE_MAX));
+        return MakeCurrent(generation, journal_seq);
+      });
+    });
+  }
+  if (!s.ok()) {
+    std::lock_guard<std::mutex> db_lock(db_mu_);
+    NoteFailure(s);
+    return s;
+  }
   {
     std::lock_guard<std::mutex> db_lock(db_mu_);
-    const int64_t now_ms = ToEpochMillis(clock_.WallNow());
-    Status s = InTransaction("saving a checkpoint", [&]() -> Status {
-      for (const auto& [key, value] :
-           {std::pair<const char*, int64_t>{"checkpoint_generation",
-                                            static_cast<int64_t>(generation)},
-            std::pair<const char*, int64_t>{"checkpoint_journal_seq",
-                                            static_cast<int64_t>(journal_seq)},
-            std::pair<const char*, int64_t>{"checkpoint_saved_ms", now_ms}}) {
-        Query q(set_meta_);
-        q.Text(1, key).Int(2, value);
-        int rc = q.Step();
-        if (rc != SQLITE_DONE) return Sql(rc, "saving the checkpoint");
-      }
-      return Status::Ok();
-    });
-    if (!s.ok()) {
-      NoteFailure(s);
-      return s;
-    }
     // Entries up to journal_seq will be deleted: their numbers are never reused.
     next_journal_seq_ = std::max(next_journal_seq_, journal_seq + 1);
     NoteSuccess();
@@ -2041,10 +2096,24 @@ Status SqliteStore::TrimAfterCheckpoint(uint64_t generation, uint64_t journal_se
     uint64_t bound;
     int rows;
   };
+  // A long backlog (after saves failed for a while) is left to the next
+  // save past kTrimBudget: this runs on the thread that ticks the pipelines.
+  // Journal rows written since the last trim are owed twice, budget or not.
+  const SteadyTime deadline = clock_.Now() + kTrimBudget;
+  uint64_t owed = 0;
+  if (journal_seq > 0) {
+    std::lock_guard<std::mutex> db_lock(db_mu_);
+    owed = 2 * (journal_rows_written_ - journal_rows_at_trim_);
+    journal_rows_at_trim_ = journal_rows_written_;
+  }
   for (const Trim& trim : {Trim{&delete_stale_parts_, generation, kStalePartsPerTxn},
+                           Trim{&delete_legacy_checkpoints_, generation, 1},
                            Trim{&trim_journal_, journal_seq, kTrimJournalRowsPerTxn},
                            Trim{&trim_batches_, journal_seq, kTrimJournalRowsPerTxn}}) {
+    const bool journal = trim.stmt == &trim_journal_ || trim.stmt == &trim_batches_;
+    if (journal && journal_seq == 0) continue;  // nothing covered
     for (int deleted = trim.rows; deleted == trim.rows;) {
+      if (clock_.Now() >= deadline && (!journal || owed == 0)) break;
       PaceBulkWork();
       std::lock_guard<std::mutex> db_lock(db_mu_);
       Status s = FreeSpace([&]() -> Status {
@@ -2056,6 +2125,7 @@ Status SqliteStore::TrimAfterCheckpoint(uint64_t generation, uint64_t journal_se
             return Sql(rc, "deleting what a checkpoint replaced");
           }
           deleted = sqlite3_changes(db_);
+          if (journal) owed -= std::min<uint64_t>(owed, static_cast<uint64_t>(deleted));
           return Status::Ok();
         });
       });
@@ -2075,7 +2145,7 @@ StatusOr<std::optional<Store::Checkpoint>> SqliteStore::LoadCheckpoint() {
     if (sqlite3_column_type(q.stmt(), 0) == SQLITE_NULL) return std::optional<Checkpoint>();
     cp.journal_seq = q.ColU64(0);
     cp.saved_ms = q.ColInt(1);
-    if (sqlite3_column_type(q.stmt(), 2) == SQLITE_NULL) break;  // no parts: nothing stateful
+    if (sqlite3_column_type(q.stmt(), 2) == SQLITE_NULL) continue;  // the row for the meta values
     std::string name = q.ColBytes(2);
     if (cp.snapshots.count(name) == 0) expected_part = 0;  // rows come by pipeline, part
     if (q.ColInt(3) != expected_part++) {

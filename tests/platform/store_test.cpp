@@ -1602,7 +1602,7 @@ TEST_CASE("store: a version-2 checkpoint is read, and carried over by a writer")
     REQUIRE(writer->SaveCheckpoint({{"small", "t"}}, 2).ok());
   }
   CHECK(IntSql(path, "SELECT value FROM meta WHERE key='schema_version'") == 3);
-  CHECK(IntSql(path, "SELECT count(*) FROM sqlite_master WHERE name='checkpoints'") == 0);
+  CHECK(IntSql(path, "SELECT count(*) FROM checkpoints") == 0);  // read in place until then
   CHECK(IntSql(path, "SELECT count(*) FROM checkpoint_parts") == 1);
   auto reader = OpenOk(path, ro);
   auto cp = reader->LoadCheckpoint();
@@ -1610,6 +1610,31 @@ TEST_CASE("store: a version-2 checkpoint is read, and carried over by a writer")
   REQUIRE(cp->has_value());
   CHECK((*cp)->snapshots == std::map<std::string, std::string>{{"small", "t"}});
   CHECK(ReadAllJournal(*reader, 0).empty());
+}
+
+// With room for one checkpoint but not two side by side, the save replaces
+// the old one in a single transaction instead of failing every time.
+TEST_CASE("store: a checkpoint that fits only in place of the old one is still saved") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  StoreOptions capped;
+  capped.max_db_bytes = 8 << 20;
+  auto store = OpenOk(path, capped);
+  auto snapshot = [](char fill) { return std::string(5 << 20, fill); };
+  REQUIRE(store->SaveCheckpoint({{"p", snapshot('a')}}, 0).ok());
+  // Beside the first it needs 10 MiB: over the cap.
+  Status second = store->SaveCheckpoint({{"p", snapshot('b')}}, 0);
+  INFO(second.ToString());
+  REQUIRE(second.ok());
+  auto cp = store->LoadCheckpoint();
+  REQUIRE(cp.ok());
+  REQUIRE(cp->has_value());
+  CHECK((*cp)->snapshots == std::map<std::string, std::string>{{"p", snapshot('b')}});
+  CHECK(IntSql(path, "SELECT count(DISTINCT generation) FROM checkpoint_parts") == 1);
+  // Readings still commit afterwards.
+  Commit c;
+  c.journal.push_back({"plant", "t", "p", 1});
+  CHECK(store->Write(c).ok());
 }
 
 // A snapshot of megabytes is written in parts, in transactions of its own:
@@ -1683,6 +1708,11 @@ TEST_CASE("store: a big checkpoint does not hold commits back, and half a save i
   REQUIRE(cp.ok());
   CHECK((*cp)->snapshots == std::map<std::string, std::string>{{"p0", "new"}});
   CHECK(IntSql(path, "SELECT count(*) FROM checkpoint_parts") == 1);
+  // Covered rows go within the save's time budget, or with the next saves.
+  for (int save = 0; save < 20 && IntSql(path, "SELECT count(*) FROM journal_batches WHERE "
+                                               "seq<=1000000") > 0; ++save) {
+    REQUIRE(store->SaveCheckpoint({{"p0", "new"}}, 1000000).ok());
+  }
   CHECK(IntSql(path, "SELECT count(*) FROM journal_batches WHERE seq<=1000000") == 0);
   auto rest = ReadAllJournal(*store, 1000000);
   REQUIRE(rest.size() == 1);
