@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sqlite3.h>
+
 #include <csignal>
 #include <map>
 #include <random>
@@ -24,13 +26,12 @@ constexpr int64_t kRate = 2000;  // readings per second
 constexpr int64_t kSeconds = 60;
 constexpr int64_t kCount = kRate * kSeconds;
 constexpr int64_t kStartMs = 1700000000000;
-constexpr int kDevices = 10;
 constexpr int64_t kLatenessMs = 10000;
 // A last reading this far in event time closes every window of the stream.
 constexpr int64_t kFinalTs = kStartMs + kSeconds * 1000 + 120000;
 constexpr int64_t kFinalWatermark = kFinalTs - kLatenessMs;
 
-std::string Config(const TempDir& dir, const Mosquitto& broker) {
+std::string Config(const TempDir& dir, const Mosquitto& broker, bool with_p95 = false) {
   // Lateness 10 s (not more): windows close during the run too, so replays
   // re-emit aggregates already queued. `idle: 0s`: processing time never
   // closes a window, only event time, as in `sluice test`.
@@ -55,7 +56,8 @@ std::string Config(const TempDir& dir, const Mosquitto& broker) {
          "      sum: sum(temp)\n"
          "      min: min(temp)\n"
          "      max: max(temp)\n"
-         "      avg: avg(temp)\n"
+         "      avg: avg(temp)\n" +
+         std::string(with_p95 ? "      p95: p95(temp)\n" : "") +
          "    to: [ out ]\n"
          "sinks:\n"
          "  out: { type: file, path: " + dir.File("out.jsonl") + " }\n";
@@ -80,16 +82,32 @@ std::map<std::string, std::string> ClosedAggregates(const std::vector<std::strin
   return by_id;
 }
 
-}  // namespace
+// How many parts the largest snapshot of the current checkpoint has (0 when
+// the store cannot be read now).
+int64_t CheckpointParts(const std::string& path) {
+  sqlite3* db = nullptr;
+  int64_t parts = 0;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, "SELECT ifnull(max(part), -1) + 1 FROM checkpoint_parts", -1, &st,
+                           nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      parts = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return parts;
+}
 
-TEST_CASE("window: aggregates are exact across 20+ SIGKILLs (checkpoint + journal replay)",
-          "[integration][crash]") {
+// The whole run: `devices` keys (each a window per 5 s), p95 or not.
+void ExactAcrossKills(int devices, bool with_p95) {
   TempDir dir;
   MosquittoOptions broker_options;
   broker_options.max_queued_messages = 2 * kCount;  // the broker keeps what the agent has not taken
   Mosquitto broker(broker_options);
   broker.Start();
-  WriteFile(dir.File("sluice.yaml"), Config(dir, broker));
+  WriteFile(dir.File("sluice.yaml"), Config(dir, broker, with_p95));
 
   // Everything published, as the broker passes it on, for the offline run.
   ChildOptions capture_logs;
@@ -119,13 +137,14 @@ TEST_CASE("window: aggregates are exact across 20+ SIGKILLs (checkpoint + journa
   pub_logs.stdout_path = dir.File("simulate.out");
   pub_logs.stderr_path = dir.File("simulate.err");
   ChildProcess publisher({SluiceBinary(), "simulate", "--url", broker.url(), "--devices",
-                          std::to_string(kDevices), "--rate", std::to_string(kRate), "--count",
+                          std::to_string(devices), "--rate", std::to_string(kRate), "--count",
                           std::to_string(kCount), "--qos", "1", "--seed", "11", "--start-ms",
                           std::to_string(kStartMs), "--client-id", "window-crash-publisher"},
                          pub_logs);
 
   std::mt19937 rng(20261127);
   int kills = 0;
+  int64_t parts = 0;  // the most parts a checkpoint had, seen between kills
   while (publisher.Running() || kills < 20) {
     // Now and then right after a start, while the journal is being replayed.
     int64_t wait_ms = rng() % 5 == 0 ? 50 + rng() % 300 : 500 + rng() % 2500;
@@ -133,6 +152,7 @@ TEST_CASE("window: aggregates are exact across 20+ SIGKILLs (checkpoint + journa
     agent->Signal(SIGKILL);
     REQUIRE(agent->WaitExit(milliseconds(10000)).has_value());
     ++kills;
+    parts = std::max(parts, CheckpointParts(dir.File("data/sluice.db")));
     agent = start_agent();
   }
   auto published = publisher.WaitExit(milliseconds(60000));
@@ -171,7 +191,7 @@ TEST_CASE("window: aggregates are exact across 20+ SIGKILLs (checkpoint + journa
   std::map<std::string, std::string> expected =
       ClosedAggregates(ReadLines(dir.File("offline.jsonl")), nullptr);
   // 12 windows of 5 s per device, give or take one at the edges.
-  REQUIRE(expected.size() >= static_cast<size_t>(kDevices * kSeconds / 5));
+  REQUIRE(expected.size() >= static_cast<size_t>(devices * kSeconds / 5));
 
   // The agent catches up, then stops (a last checkpoint).
   bool complete = WaitUntil(
@@ -214,10 +234,27 @@ TEST_CASE("window: aggregates are exact across 20+ SIGKILLs (checkpoint + journa
     INFO("unexpected id " << id << ": " << body);
     CHECK(expected.count(id) == 1);
   }
-  WARN("window crash test: " << kills << " SIGKILLs, " << kCount << " readings, "
-                             << expected.size() << " aggregates, " << duplicates
+  // The run exercised what it is about: checkpoints in several parts.
+  if (devices >= 2000) CHECK(parts > 1);
+  WARN("window crash test: " << devices << " devices, " << kills << " SIGKILLs, " << kCount
+                             << " readings, " << expected.size() << " aggregates, " << duplicates
                              << " duplicates (byte-identical), redelivery log lines: "
-                             << redeliveries);
+                             << redeliveries << ", checkpoint parts: " << parts);
+}
+
+}  // namespace
+
+TEST_CASE("window: aggregates are exact across 20+ SIGKILLs (checkpoint + journal replay)",
+          "[integration][crash]") {
+  ExactAcrossKills(10, false);
+}
+
+// 2,000 keys with a p95 each: the checkpoint is several parts (SIGKILLs
+// land between its transactions), and the 2,000 windows closing at each
+// boundary take several commits (SIGKILLs land while some are held back).
+TEST_CASE("window: aggregates of 2000 keys with p95 are exact across 20+ SIGKILLs",
+          "[integration][crash]") {
+  ExactAcrossKills(2000, true);
 }
 
 // The redelivery of a reading committed just before a crash is rare to hit
