@@ -109,12 +109,13 @@ TEST_CASE("validate reports what the sinks would refuse at start, and run refuse
       "sources:\n  plant: { url: tcp://127.0.0.1:1, topics: [ \"s/#\" ] }\n"
       "pipelines:\n  raw: { from: plant, to: [ up, ops ] }\n"
       "sinks:\n";
-  const std::string kafka =
-      "  up: { type: kafka, brokers: [ \"127.0.0.1:1\" ], topic: t,"
-      " properties: { no.such.property: \"x\" } }\n";
-  const std::string http =
-      "  ops: { type: http, url: \"http://127.0.0.1:1/in\", headers: { Content-Length: \"5\" } }\n";
-  WriteFile(dir.File("bad.yaml"), head + kafka + http);
+  // A Kafka sink with one extra property, an HTTP sink with one header.
+  auto sinks = [](const std::string& property, const std::string& header) {
+    return "  up: { type: kafka, brokers: [ \"127.0.0.1:1\" ], topic: t, properties: { " +
+           property + " } }\n  ops: { type: http, url: \"http://127.0.0.1:1/in\", headers: { " +
+           header + " } }\n";
+  };
+  WriteFile(dir.File("bad.yaml"), head + sinks("no.such.property: x", "Content-Length: \"5\""));
   Result r = RunSluice(dir, {"validate", "-c", dir.File("bad.yaml")});
   CHECK(r.exit_code == 1);
   INFO(r.err);
@@ -126,12 +127,8 @@ TEST_CASE("validate reports what the sinks would refuse at start, and run refuse
   CHECK(r.out.find("OK") == std::string::npos);
 
   // Valid property and header: OK, and nothing was built (no data dir).
-  const std::string good_kafka =
-      "  up: { type: kafka, brokers: [ \"127.0.0.1:1\" ], topic: t,"
-      " properties: { queue.buffering.max.kbytes: \"2048\" } }\n";
-  const std::string good_http =
-      "  ops: { type: http, url: \"http://127.0.0.1:1/in\", headers: { X-Token: v } }\n";
-  WriteFile(dir.File("good.yaml"), head + good_kafka + good_http);
+  WriteFile(dir.File("good.yaml"),
+            head + sinks("queue.buffering.max.kbytes: \"2048\"", "X-Token: v"));
   Result ok = RunSluice(dir, {"validate", "-c", dir.File("good.yaml")});
   CHECK(ok.exit_code == 0);
   CHECK(ok.out.find("OK") != std::string::npos);
