@@ -95,7 +95,6 @@ class PipelineRunner::Router final : public operators::Emitter {
 
   bool Saturated() const override {
     if (runner_.unbounded_ || runner_.emitted_ < kOutputsPerCommit) return false;
-    runner_.saturated_seen_ = true;
     p_.held_back = true;
     return true;
   }
@@ -143,6 +142,13 @@ PipelineRunner::PipelineRunner(std::vector<std::unique_ptr<PipelineRuntime>> pip
       break;
     }
   }
+}
+
+Status PipelineRunner::RefuseCycle() const {
+  if (upstream_first_.empty() && !pipelines_.empty()) {
+    return Status::Internal("pipelines read each other in a cycle");
+  }
+  return Status::Ok();
 }
 
 void PipelineRunner::Run(PipelineRuntime& p, const operators::Record& record) {
@@ -331,10 +337,7 @@ Status PipelineRunner::Tick(int64_t now_ms) {
     if (!first) std::this_thread::sleep_for(kTickRoundPause);
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return Status::Cancelled("pipelines are stopping");
-    if (upstream_first_.empty() && !pipelines_.empty()) {
-      return Status::Internal("pipelines read each other in a cycle");
-    }
-    saturated_seen_ = false;
+    RETURN_IF_ERROR(RefuseCycle());
     for (const auto& p : pipelines_) p->held_back = false;
     for (size_t i : upstream_first_) {
       PipelineRuntime& p = *pipelines_[i];
@@ -351,7 +354,9 @@ Status PipelineRunner::Tick(int64_t now_ms) {
     }
     Status s = CommitOutputs();
     if (!s.ok()) diverged_ = true;  // outputs of closed windows lost: not checkpointed
-    if (s.ok() && saturated_seen_) continue;
+    const bool more = std::any_of(pipelines_.begin(), pipelines_.end(),
+                                  [](const auto& p) { return p->held_back; });
+    if (s.ok() && more) continue;
     PublishStats();
     last_tick_done_ms_.store(SteadyMillis(clock_.Now()), std::memory_order_relaxed);
     return s;
@@ -380,16 +385,15 @@ bool PipelineRunner::Responsive(SteadyTime now, Millis limit) const {
 
 Status PipelineRunner::Flush() {
   std::lock_guard<std::mutex> lock(mu_);
-  unbounded_ = true;
-  struct Bounded {
+  struct Unbounded {  // for this call only (SetUnbounded() may hold it already)
     bool& flag;
-    ~Bounded() { flag = false; }
-  } bounded{unbounded_};
+    const bool before = flag;
+    ~Unbounded() { flag = before; }
+  } unbounded{unbounded_};
+  unbounded_ = true;
   // Upstream first: a window's last aggregates must reach the pipelines
   // reading it before those close their own windows.
-  if (upstream_first_.empty() && !pipelines_.empty()) {
-    return Status::Internal("pipelines read each other in a cycle");
-  }
+  RETURN_IF_ERROR(RefuseCycle());
   for (size_t i : upstream_first_) {
     PipelineRuntime& p = *pipelines_[i];
     Router router(*this, p);

@@ -84,7 +84,7 @@ struct PipelineRuntime {
   std::vector<int> sinks;               // indices into the runner's queues
   PipelineCounters counters;
   std::vector<int> downstream;          // filled by the runner
-  bool held_back = false;               // Tick: said Saturated() this round (runner's mu_)
+  bool held_back = false;               // Tick: has due output left this round (runner's mu_)
 };
 
 class PipelineRunner {
@@ -227,11 +227,11 @@ class PipelineRunner {
   // at once would make one commit of megabytes that the readings behind it
   // wait for; put off, they close over the next batches and ticks.
   size_t emitted_ = 0;
-  bool saturated_seen_ = false;  // a Router said Saturated() since the last commit
-  bool unbounded_ = false;       // Flush, or SetUnbounded(): everything now
+  bool unbounded_ = false;  // Flush, or SetUnbounded(): everything now
   // Pipeline indices, each after the one it reads (Tick and Flush go in
   // this order); empty when pipelines read each other in a cycle.
   std::vector<size_t> upstream_first_;
+  Status RefuseCycle() const;  // kInternal if upstream_first_ could not be built
   std::vector<std::string> source_names_;  // EnableJournal
   std::vector<bool> journaled_;            // by source: feeds a stateful pipeline
   std::vector<RecentSet> recent_;          // by source

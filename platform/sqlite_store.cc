@@ -101,7 +101,7 @@
 // - After Close(): Write/Append return kCancelled; Peek (without waiting),
 //   Remove, Stats, SaveCheckpoint and Purge keep working.
 // - SaveCheckpoint writes the new generation's parts in transactions of
-//   about kCheckpointTxnBytes, releasing the connection between them, then
+//   about kCheckpointPartBytes, releasing the connection between them, then
 //   makes it current, with the journal position, in one small transaction;
 //   only then are the old generation and the covered journal deleted, again
 //   in small transactions (at most kTrimBudget of them per save). A crash in
@@ -151,13 +151,12 @@ constexpr uint64_t kPeekMaxBytes = 8ull << 20;
 constexpr int kPageRows = 256;
 // Rows deleted per transaction when a large delete is pending.
 constexpr int kDeleteChunkRows = 1024;
-// Checkpoints (see SaveCheckpoint at the top): a part's size, what one
-// transaction writes, and the rows one transaction deletes afterwards (a
-// journal row is one commit's readings of a source, up to tens of KiB;
-// SQLite reads every overflow page of a row it deletes).
+// Checkpoints (see SaveCheckpoint at the top): a part's size, which is also
+// what one transaction writes (one part, or several small snapshots), and
+// the journal rows one transaction deletes afterwards (a row is one
+// commit's readings of a source, up to tens of KiB; SQLite reads every
+// overflow page of a row it deletes). Old parts go one per transaction.
 constexpr size_t kCheckpointPartBytes = 256u << 10;
-constexpr size_t kCheckpointTxnBytes = 256u << 10;
-constexpr int kStalePartsPerTxn = kCheckpointTxnBytes / kCheckpointPartBytes;
 constexpr int kTrimJournalRowsPerTxn = 8;
 // Between two of those transactions (see PaceBulkWork): a std::mutex is not
 // fair, and a loop that releases and takes db_mu_ again at once keeps a
@@ -636,7 +635,7 @@ class SqliteStore final : public Store {
   // never interleave) and db_mu_ for each of its transactions.
   std::mutex save_mu_;
   Stmt insert_part_, select_checkpoint_, delete_stale_parts_, trim_journal_, trim_batches_;
-  Stmt delete_all_parts_, delete_legacy_checkpoints_, delete_legacy_checkpoints_all_;
+  Stmt delete_legacy_checkpoints_;
   // Where InsertParts goes on from: snapshot, byte offset in it, part number.
   struct PartCursor {
     std::map<std::string, std::string>::const_iterator next;
@@ -987,11 +986,9 @@ Status SqliteStore::PrepareStatements() {
        parts ? "DELETE FROM checkpoint_parts WHERE rowid IN "
                "(SELECT rowid FROM checkpoint_parts WHERE generation<>?1 LIMIT ?2)"
              : "SELECT 1"},
-      {&delete_all_parts_, parts ? "DELETE FROM checkpoint_parts" : "SELECT 1"},
       {&delete_legacy_checkpoints_,
        "DELETE FROM checkpoints WHERE rowid IN (SELECT rowid FROM checkpoints WHERE ?1<>0 "
        "LIMIT ?2)"},
-      {&delete_legacy_checkpoints_all_, "DELETE FROM checkpoints"},
       {&trim_journal_,
        "DELETE FROM journal WHERE seq IN (SELECT seq FROM journal WHERE seq<=?1 ORDER BY seq "
        "LIMIT ?2)"},
@@ -1091,9 +1088,8 @@ void SqliteStore::CloseDb() {
   for (Stmt* s : {&begin_, &commit_, &rollback_, &insert_journal_, &update_queue_,
                   &insert_queue_, &select_queues_, &queue_records_, &read_journal_,
                   &journal_high_, &journal_count_, &insert_part_, &select_checkpoint_,
-                  &delete_stale_parts_, &delete_all_parts_, &delete_legacy_checkpoints_,
-                  &delete_legacy_checkpoints_all_, &trim_journal_, &trim_batches_, &set_meta_,
-                  &get_meta_,
+                  &delete_stale_parts_, &delete_legacy_checkpoints_, &trim_journal_,
+                  &trim_batches_, &set_meta_, &get_meta_,
                   &insert_dead_letter_, &dead_letter_page_, &delete_dead_letters_through_,
                   &read_dead_letters_, &count_dead_letters_, &delete_all_dead_letters_}) {
     s->Finalize();
@@ -2042,7 +2038,7 @@ Status SqliteStore::SaveCheckpoint(const std::map<std::string, std::string>& sna
   RETURN_IF_ERROR(TrimAfterCheckpoint(current, 0));
   const uint64_t generation = current + 1;
 
-  // The parts, a transaction per kCheckpointTxnBytes, the connection free
+  // The parts, a transaction per kCheckpointPartBytes, the connection free
   // between them: commits of readings go on meanwhile. Then one small
   // transaction makes them current.
   Status s;
@@ -2051,7 +2047,7 @@ Status SqliteStore::SaveCheckpoint(const std::map<std::string, std::string>& sna
     if (!first) PaceBulkWork();
     std::lock_guard<std::mutex> db_lock(db_mu_);
     s = InTransaction("saving a checkpoint", [&] {
-      return InsertParts(generation, snapshots, at, kCheckpointTxnBytes);
+      return InsertParts(generation, snapshots, at, kCheckpointPartBytes);
     });
   }
   if (s.ok()) {
@@ -2066,8 +2062,16 @@ Status SqliteStore::SaveCheckpoint(const std::map<std::string, std::string>& sna
     std::lock_guard<std::mutex> db_lock(db_mu_);
     s = FreeSpace([&] {
       return InTransaction("saving a checkpoint in place", [&]() -> Status {
-        RETURN_IF_ERROR(Exec(delete_all_parts_, "replacing the checkpoint"));
-        RETURN_IF_ERROR(Exec(delete_legacy_checkpoints_all_, "replacing the checkpoint"));
+        // Every part (no generation is 0; the new one's first parts may
+        // still be there) and version 2's rows (generation >= 1 deletes
+        // them). LIMIT -1: no limit.
+        for (auto [old, bound] : {std::pair<const Stmt*, uint64_t>{&delete_stale_parts_, 0},
+                                  {&delete_legacy_checkpoints_, generation}}) {
+          Query q(*old);
+          q.U64(1, bound).Int(2, -1);
+          int rc = q.Step();
+          if (rc != SQLITE_DONE) return Sql(rc, "replacing the checkpoint");
+        }
         PartCursor all{snapshots.begin()};
         RETURN_IF_ERROR(InsertParts(generation, snapshots, all, SIZE_MAX));
         return MakeCurrent(generation, journal_seq);
@@ -2094,7 +2098,8 @@ Status SqliteStore::TrimAfterCheckpoint(uint64_t generation, uint64_t journal_se
   struct Trim {
     const Stmt* stmt;
     uint64_t bound;
-    int rows;
+    int rows;  // per transaction
+    bool journal;
   };
   // A long backlog (after saves failed for a while) is left to the next
   // save past kTrimBudget: this runs on the thread that ticks the pipelines.
@@ -2106,14 +2111,13 @@ Status SqliteStore::TrimAfterCheckpoint(uint64_t generation, uint64_t journal_se
     owed = 2 * (journal_rows_written_ - journal_rows_at_trim_);
     journal_rows_at_trim_ = journal_rows_written_;
   }
-  for (const Trim& trim : {Trim{&delete_stale_parts_, generation, kStalePartsPerTxn},
-                           Trim{&delete_legacy_checkpoints_, generation, 1},
-                           Trim{&trim_journal_, journal_seq, kTrimJournalRowsPerTxn},
-                           Trim{&trim_batches_, journal_seq, kTrimJournalRowsPerTxn}}) {
-    const bool journal = trim.stmt == &trim_journal_ || trim.stmt == &trim_batches_;
-    if (journal && journal_seq == 0) continue;  // nothing covered
+  for (const Trim& trim : {Trim{&delete_stale_parts_, generation, 1, false},
+                           Trim{&delete_legacy_checkpoints_, generation, 1, false},
+                           Trim{&trim_journal_, journal_seq, kTrimJournalRowsPerTxn, true},
+                           Trim{&trim_batches_, journal_seq, kTrimJournalRowsPerTxn, true}}) {
+    if (trim.journal && journal_seq == 0) continue;  // nothing covered
     for (int deleted = trim.rows; deleted == trim.rows;) {
-      if (clock_.Now() >= deadline && (!journal || owed == 0)) break;
+      if (clock_.Now() >= deadline && (!trim.journal || owed == 0)) break;
       PaceBulkWork();
       std::lock_guard<std::mutex> db_lock(db_mu_);
       Status s = FreeSpace([&]() -> Status {
@@ -2125,7 +2129,7 @@ Status SqliteStore::TrimAfterCheckpoint(uint64_t generation, uint64_t journal_se
             return Sql(rc, "deleting what a checkpoint replaced");
           }
           deleted = sqlite3_changes(db_);
-          if (journal) owed -= std::min<uint64_t>(owed, static_cast<uint64_t>(deleted));
+          if (trim.journal) owed -= std::min<uint64_t>(owed, static_cast<uint64_t>(deleted));
           return Status::Ok();
         });
       });

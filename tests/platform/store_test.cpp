@@ -1552,7 +1552,8 @@ int64_t IntSql(const std::string& path, const char* sql) {
 }  // namespace
 
 // Version 3 keeps checkpoints in parts; a version-2 file's checkpoint is read
-// by a read-only store as it is and moved over by a writer.
+// where it is (read-only store and writer alike) until the first save
+// replaces it.
 TEST_CASE("store: a version-2 checkpoint is read, and carried over by a writer") {
   TempDir dir;
   const std::string path = dir.File("sluice.db");
