@@ -146,6 +146,52 @@ TEST_CASE("sluice test is deterministic", "[integration][offline]") {
   CHECK_FALSE(first.stdout_text.empty());
 }
 
+// The agent commits at most 256 records at once and closes the rest of the
+// windows later; `sluice test` must not: 300 windows closed by one reading
+// all come out before that reading's own output from a later pipeline.
+TEST_CASE("sluice test: 300 windows closed by one reading come out at once, in order",
+          "[integration][offline]") {
+  const std::string config = R"(agent: { id: gw-test, data_dir: DATA, http: off }
+sources:
+  plant:
+    type: mqtt
+    url: tcp://127.0.0.1:1883
+    topics: [ "sensors/+/+" ]
+    topic_fields: "sensors/{site}/{device}"
+    time: { field: ts, unit: ms }
+pipelines:
+  per_device:
+    from: plant
+    window: { type: tumbling, size: 10s, lateness: 0s }
+    group_by: [ device ]
+    aggregate: { n: count() }
+    to: [ out ]
+  raw:
+    from: plant
+    where: "device == 'last'"
+    to: [ out ]
+sinks:
+  out: { type: stdout }
+)";
+  std::string input;
+  for (int d = 0; d < 300; ++d) {
+    input += "{\"topic\":\"sensors/s/d" + std::to_string(d) + "\",\"payload\":{\"ts\":1000}}\n";
+  }
+  input += "{\"topic\":\"sensors/s/last\",\"payload\":{\"ts\":100000}}\n";
+  TempDir dir;
+  Run run = RunTest(dir, config, input);
+  INFO(run.stderr_text);
+  REQUIRE(run.exit_code == 0);
+  // 300 aggregates, the 'last' reading, then its own window at the end.
+  REQUIRE(run.records.size() == 302);
+  for (int i = 0; i < 300; ++i) {
+    INFO("record " << i << ": " << run.records[i].dump());
+    REQUIRE(run.records[i]["pipeline"] == "per_device");
+  }
+  CHECK(run.records[300]["pipeline"] == "raw");
+  CHECK(run.records[301]["pipeline"] == "per_device");
+}
+
 TEST_CASE("sluice test: a malformed input line fails with its line number", "[integration][offline]") {
   TempDir dir;
   SECTION("not JSON") {
