@@ -1613,6 +1613,24 @@ TEST_CASE("store: a version-2 checkpoint is read, and carried over by a writer")
   CHECK(ReadAllJournal(*reader, 0).empty());
 }
 
+// What an older sluice does with a store a newer one upgraded (README
+// "Upgrade"): it refuses it, says why, and leaves the file alone.
+TEST_CASE("store: a store of a newer schema is refused and left as it is") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  {
+    auto store = OpenOk(path);
+    REQUIRE(store->SaveCheckpoint({{"p", "state"}}, 0).ok());
+  }
+  ExecSql(path, "UPDATE meta SET value=value+1 WHERE key='schema_version'");
+  auto newer = Store::Open(path, StoreOptions{});
+  REQUIRE_FALSE(newer.ok());
+  CHECK(newer.status().code() == StatusCode::kFailedPrecondition);
+  CHECK(std::string(newer.status().message()).find("written by a newer sluice") !=
+        std::string::npos);
+  CHECK(IntSql(path, "SELECT count(*) FROM checkpoint_parts") == 1);  // not moved aside
+}
+
 // With room for one checkpoint but not two side by side, the save replaces
 // the old one in a single transaction instead of failing every time.
 TEST_CASE("store: a checkpoint that fits only in place of the old one is still saved") {
