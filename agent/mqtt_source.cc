@@ -295,10 +295,19 @@ class MqttSource::Impl {
     return count;
   }
 
+  // Reads what is there, up to kReadAhead. Each read that empties the
+  // socket acknowledges (AckEachRead), and on loopback the broker's data
+  // that our ACK releases from its Nagle queue arrives during that very
+  // call: one more read takes it, then this stops. Reading on until the
+  // socket stays empty would ping-pong a few messages per read+ACK for as
+  // long as the broker keeps up (at full speed: ~5 messages per read, 6×
+  // the reads and ~25 % more CPU per reading).
   Status ReadAvailable(NetStream& net) {
-    for (size_t read = 0; read < kReadAhead;) {
+    int emptied = 0;
+    for (size_t read = 0; read < kReadAhead && emptied < 2;) {
       if (buffer_.size() - have_ < kReadChunk) buffer_.resize(have_ + kReadChunk);
-      StatusOr<size_t> got = net.Read(buffer_.data() + have_, buffer_.size() - have_);
+      const size_t room = buffer_.size() - have_;
+      StatusOr<size_t> got = net.Read(buffer_.data() + have_, room);
       // A broker that answers and hangs up (a refused CONNECT): what it said
       // is handled first, the closed connection on the next read.
       if (!got.ok()) return read > 0 ? Status::Ok() : got.status();
@@ -307,6 +316,7 @@ class MqttSource::Impl {
       have_ += n;
       read += n;
       last_received_ = clock_.Now();
+      if (n < room && !net.buffered()) ++emptied;
     }
     return Status::Ok();
   }
