@@ -6,6 +6,7 @@
 
 #include "operators/output.h"
 #include "platform/clock.h"
+#include "platform/fnv1a.h"
 #include "platform/log.h"
 
 namespace sluice::agent {
@@ -15,20 +16,31 @@ int64_t SteadyMillis(SteadyTime t) {
   return std::chrono::duration_cast<Millis>(t.time_since_epoch()).count();
 }
 
-// FNV-1a 64 of topic, a NUL (never in an MQTT topic), payload: stable across
-// builds and runs, since it is saved in checkpoints.
+// FNV-1a of topic, a NUL (never in an MQTT topic), payload: saved in
+// checkpoints, so it must not change.
+constexpr std::string_view kNul("\0", 1);
+
 uint64_t ContentHash(std::string_view topic, std::string_view payload) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  auto mix = [&h](std::string_view bytes) {
-    for (unsigned char c : bytes) {
-      h ^= c;
-      h *= 0x100000001b3ull;
+  return Fnv1a(payload, Fnv1a(kNul, Fnv1a(topic)));
+}
+
+// ContentHash of each reading, four at a time (see Fnv1a4).
+void ContentHashes(const std::vector<PipelineRunner::Reading>& readings, std::vector<uint64_t>* out) {
+  out->resize(readings.size());
+  size_t i = 0;
+  for (; i + 4 <= readings.size(); i += 4) {
+    uint64_t h[4] = {kFnv1aBasis, kFnv1aBasis, kFnv1aBasis, kFnv1aBasis};
+    std::string_view topics[4], nuls[4] = {kNul, kNul, kNul, kNul}, payloads[4];
+    for (size_t k = 0; k < 4; ++k) {
+      topics[k] = readings[i + k].topic;
+      payloads[k] = readings[i + k].payload;
     }
-  };
-  mix(topic);
-  mix(std::string_view("\0", 1));
-  mix(payload);
-  return h;
+    Fnv1a4(h, topics);
+    Fnv1a4(h, nuls);
+    Fnv1a4(h, payloads);
+    std::copy(h, h + 4, out->begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  for (; i < readings.size(); ++i) (*out)[i] = ContentHash(readings[i].topic, readings[i].payload);
 }
 
 constexpr char kRecentSetVersion = 1;
@@ -191,14 +203,16 @@ Status PipelineRunner::Process(int source, const std::vector<Reading>& readings)
                        journaled_[source];
   for (uint64_t hash : batch_hashes_) batch_index_.Erase(hash);  // what the last batch left
   batch_hashes_.clear();
-  for (const Reading& reading : readings) {
+  if (journal) ContentHashes(readings, &reading_hashes_);
+  for (size_t i = 0; i < readings.size(); ++i) {
+    const Reading& reading = readings[i];
     if (!stall_topic_.empty() && reading.topic == stall_topic_) {
       LogWarn("test hook: stalling the pipelines on a reading on '", reading.topic, "'");
       while (!closing_.load()) std::this_thread::sleep_for(Millis(100));
       return Status::Cancelled("pipelines are stopping");
     }
     if (journal) {
-      const uint64_t hash = ContentHash(reading.topic, reading.payload);
+      const uint64_t hash = reading_hashes_[i];
       if (recent_[source].Contains(hash) || !batch_index_.Insert(hash)) {
         // Committed before a crash, acknowledged too late: the broker sent it
         // again. Take it (the ack goes out) without counting it twice.

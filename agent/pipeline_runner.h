@@ -235,6 +235,7 @@ class PipelineRunner {
   std::vector<std::string> source_names_;  // EnableJournal
   std::vector<bool> journaled_;            // by source: feeds a stateful pipeline
   std::vector<RecentSet> recent_;          // by source
+  std::vector<uint64_t> reading_hashes_;  // ContentHash of each reading of the batch
   std::vector<uint64_t> batch_hashes_;  // of the batch being committed, in order
   HashSet64 batch_index_;               // the same, empty between batches
   // A commit failed: operator state may hold readings not in the journal.

@@ -2,16 +2,13 @@
 
 #include <cstdio>
 
+#include "platform/fnv1a.h"
 #include "platform/json_text.h"
 
 namespace sluice::operators {
 
 std::string HashHex(std::string_view bytes) {
-  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a 64 offset basis
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ull;  // FNV prime
-  }
+  const uint64_t h = Fnv1a(bytes);
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return buf;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "platform/build_info.h"
+#include "platform/fnv1a.h"
 #include "platform/http_client.h"
 #include "platform/json_text.h"
 
@@ -82,14 +83,6 @@ std::string_view StandardReason(long status) {
     case 504: return "Gateway Timeout";
     default: return "";
   }
-}
-
-uint64_t Fnv1a(uint64_t h, std::string_view bytes) {
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
 }
 
 // MurmurHash3's finaliser: spreads every input bit over the output.
@@ -238,7 +231,7 @@ std::string HttpBatchBody(std::span<const Envelope> batch) {
 std::string HttpIdempotencyKey(std::span<const Envelope> batch) {
   // Two 64-bit FNV-1a streams with different seeds, each id preceded by its
   // length (so "ab","c" and "a","bc" differ), finished with a mixer.
-  uint64_t a = 0xcbf29ce484222325ull;
+  uint64_t a = kFnv1aBasis;
   uint64_t b = 0x84222325cbf29ce4ull;
   for (const Envelope& e : batch) {
     const uint64_t n = e.id.size();
@@ -246,8 +239,8 @@ std::string HttpIdempotencyKey(std::span<const Envelope> batch) {
                          static_cast<char>(n >> 16), static_cast<char>(n >> 24),
                          static_cast<char>(n >> 32), static_cast<char>(n >> 40),
                          static_cast<char>(n >> 48), static_cast<char>(n >> 56)};
-    a = Fnv1a(Fnv1a(a, std::string_view(len, 8)), e.id);
-    b = Fnv1a(Fnv1a(b, e.id), std::string_view(len, 8));
+    a = Fnv1a(e.id, Fnv1a(std::string_view(len, 8), a));
+    b = Fnv1a(std::string_view(len, 8), Fnv1a(e.id, b));
   }
   std::string key;
   key.reserve(32);
