@@ -228,9 +228,8 @@ Status PipelineRunner::Process(int source, const std::vector<Reading>& readings)
       if (p->source == source) Run(*p, *reading.record);
     }
     if (journal) {
-      commit_.journal.push_back(JournalEntry{source_names_[source], std::string(reading.topic),
-                                             std::string(reading.payload),
-                                             reading.record->arrival_ms});
+      commit_.journal.push_back(
+          {source_names_[source], reading.topic, reading.payload, reading.record->arrival_ms});
     }
   }
   Status s = CommitOutputs();

@@ -232,45 +232,6 @@ INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', 3);
 UPDATE meta SET value=3 WHERE key='schema_version' AND value<3;
 )sql";
 
-void AppendVarint(uint64_t v, std::string* out) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
-bool ReadVarint(std::string_view in, size_t* at, uint64_t* v) {
-  *v = 0;
-  for (int shift = 0; shift < 64; shift += 7) {
-    if (*at >= in.size()) return false;
-    const auto byte = static_cast<uint8_t>(in[(*at)++]);
-    *v |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) return true;
-  }
-  return false;
-}
-
-// A journal_batches row's entries, in order; false when malformed.
-bool UnpackJournal(std::string_view packed, const std::string& source,
-                   std::vector<JournalEntry>* out) {
-  for (size_t at = 0; at < packed.size();) {
-    JournalEntry e;
-    e.source = source;
-    uint64_t n = 0;
-    if (!ReadVarint(packed, &at, &n) || packed.size() - at < n) return false;
-    e.topic.assign(packed.substr(at, n));
-    at += n;
-    if (!ReadVarint(packed, &at, &n) || packed.size() - at < n) return false;
-    e.payload.assign(packed.substr(at, n));
-    at += n;
-    if (!ReadVarint(packed, &at, &n)) return false;
-    e.arrival_ms = static_cast<int64_t>(n);
-    out->push_back(std::move(e));
-  }
-  return true;
-}
-
 // A dead letter's size as DeadLetterStats::bytes counts it, in C++ and in SQL.
 uint64_t DeadLetterBytes(const DeadLetter& l) {
   return l.origin.size() + l.name.size() + l.topic.size() + l.reason.size() + l.payload.size();
@@ -630,7 +591,6 @@ class SqliteStore final : public Store {
   Stmt insert_journal_, update_queue_, insert_queue_, select_queues_;
   Stmt queue_records_, read_journal_, journal_high_, journal_count_;
   uint64_t next_journal_seq_ = 1;
-  std::string journal_packed_;  // reused by WriteOnce: one row's entries
   // Checkpoints. SaveCheckpoint takes save_mu_ for its whole run (saves
   // never interleave) and db_mu_ for each of its transactions.
   std::mutex save_mu_;
@@ -1516,24 +1476,12 @@ Status SqliteStore::WriteOnce(const Commit& commit, const std::vector<bool>* ref
   uint64_t total = total_bytes_;
   uint64_t journal_seq = next_journal_seq_;
   Status s = InTransaction("writing a commit", [&]() -> Status {
-    // One row per run of entries from the same source (a batch is one run).
-    for (size_t at = 0; at < commit.journal.size();) {
-      const std::string& source = commit.journal[at].source;
+    for (const JournalBatch::Run& run : commit.journal.runs()) {
       const uint64_t first = journal_seq;
-      uint64_t bytes = 0;
-      journal_packed_.clear();
-      for (; at < commit.journal.size() && commit.journal[at].source == source; ++at) {
-        const JournalEntry& j = commit.journal[at];
-        AppendVarint(j.topic.size(), &journal_packed_);
-        journal_packed_.append(j.topic);
-        AppendVarint(j.payload.size(), &journal_packed_);
-        journal_packed_.append(j.payload);
-        AppendVarint(static_cast<uint64_t>(j.arrival_ms), &journal_packed_);
-        bytes += j.payload.size();
-        ++journal_seq;
-      }
+      journal_seq += run.readings;
       Query q(insert_journal_);
-      q.U64(1, journal_seq - 1).U64(2, first).Text(3, source).U64(4, bytes).Blob(5, journal_packed_);
+      q.U64(1, journal_seq - 1).U64(2, first).Text(3, run.source).U64(4, run.payload_bytes);
+      q.Blob(5, run.packed);
       int rc = q.Step();
       if (rc != SQLITE_DONE) return Sql(rc, "writing the journal");
       ++journal_rows_written_;

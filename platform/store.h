@@ -32,6 +32,7 @@
 #include "platform/clock.h"
 #include "platform/dead_letter.h"
 #include "platform/envelope.h"
+#include "platform/journal_batch.h"
 #include "platform/outbox.h"
 #include "platform/status.h"
 
@@ -73,14 +74,6 @@ struct QueueStats {
   // Always: records == appended - delivered - dropped_oldest - purged.
 };
 
-// One reading kept for replay into window/alert state after a crash.
-struct JournalEntry {
-  std::string source;
-  std::string topic;
-  std::string payload;
-  int64_t arrival_ms = 0;
-};
-
 // Dead-letter figures, kept in the database and updated in the same
 // transaction as the rows they count.
 struct DeadLetterStats {
@@ -100,7 +93,7 @@ struct StoredDeadLetter {
 
 // What one Write() makes durable, atomically.
 struct Commit {
-  std::vector<JournalEntry> journal;
+  JournalBatch journal;
   std::vector<std::vector<Envelope>> outputs;  // indexed by queue; may be shorter
 };
 

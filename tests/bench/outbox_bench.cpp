@@ -117,7 +117,8 @@ void BM_SingleReadingCommit(benchmark::State& state) {
   c.outputs.resize(1);
   const std::string payload = "{\"ts\":1700000000000,\"temp\":21.5,\"hum\":40.1}";
   for (auto _ : state) {
-    c.journal.assign(1, {"plant", "sensors/site-07/dev-1234", payload, 1700000000000 + n});
+    c.journal.clear();
+    c.journal.push_back({"plant", "sensors/site-07/dev-1234", payload, 1700000000000 + n});
     c.outputs[0].assign(1, Record(n++));
     sluice::Status s = f.store->Write(c);
     if (!s.ok()) {
