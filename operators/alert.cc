@@ -1,10 +1,10 @@
 #include "operators/alert.h"
 
 #include <algorithm>
-#include <unordered_map>
 #include <utility>
 
 #include "operators/codec.h"
+#include "operators/key_table.h"
 #include "operators/output.h"
 #include "platform/json_text.h"
 
@@ -76,34 +76,34 @@ class Alert final : public Operator {
     // key should not allocate for each of them.
     key_json_.clear();
     AppendKeyJson(key_json_, spec_.key, KeyValuesOf(record, &key_values_));
-    auto it = keys_.find(key_json_);
+    Keys::Entry* entry = keys_.Find(key_json_);
 
-    if (it == keys_.end()) {  // ok
+    if (!entry) {  // ok
       Truth when = spec_.when.Evaluate(record);
       if (when != Truth::kTrue) {
         if (when != Truth::kFalse) ++unmatched_;
         return Status::Ok();
       }
-      KeyState s;
+      entry = keys_.Emplace(key_json_).first;
+      KeyState& s = entry->value;
       s.last_ms = record.event_time_ms;
       s.pending_since_ms = record.event_time_ms;
       s.key_values = key_values_;
-      it = keys_.emplace(key_json_, std::move(s)).first;
-      if (spec_.for_ms == 0) Fire(*it, record, out);
+      if (spec_.for_ms == 0) Fire(*entry, record, out);
       return Status::Ok();
     }
 
-    KeyState& s = it->second;
+    KeyState& s = entry->value;
     s.last_ms = std::max(s.last_ms, record.event_time_ms);
     const int64_t now = s.last_ms;
 
     if (s.phase == Phase::kPending) {
       switch (spec_.when.Evaluate(record)) {
         case Truth::kTrue:
-          if (ElapsedAtLeast(now, s.pending_since_ms, spec_.for_ms)) Fire(*it, record, out);
+          if (ElapsedAtLeast(now, s.pending_since_ms, spec_.for_ms)) Fire(*entry, record, out);
           break;
         case Truth::kFalse:
-          keys_.erase(it);  // back to ok, silently
+          keys_.Erase(entry->key);  // back to ok, silently
           break;
         case Truth::kMissing:
         case Truth::kTypeError:
@@ -122,14 +122,14 @@ class Alert final : public Operator {
     }
     const bool resolves = spec_.clear ? t == Truth::kTrue : t == Truth::kFalse;
     if (resolves) {
-      EmitAlert(*it, record, "resolved", "resolved", now, out);
-      keys_.erase(it);
+      EmitAlert(*entry, record, "resolved", "resolved", now, out);
+      keys_.Erase(entry->key);
       return Status::Ok();
     }
     if (spec_.renotify_ms && ElapsedAtLeast(now, s.notified_ms, *spec_.renotify_ms)) {
       ++s.renotified;
       s.notified_ms = now;
-      EmitAlert(*it, record, "firing", "renotify-" + std::to_string(s.renotified), now, out);
+      EmitAlert(*entry, record, "firing", "renotify-" + std::to_string(s.renotified), now, out);
     }
     return Status::Ok();
   }
@@ -140,16 +140,16 @@ class Alert final : public Operator {
 
   std::string Snapshot() const override {
     // Sorted, so the same state always gives the same bytes.
-    std::vector<const std::pair<const std::string, KeyState>*> entries;
+    std::vector<const Keys::Entry*> entries;
     entries.reserve(keys_.size());
-    for (const auto& entry : keys_) entries.push_back(&entry);
+    keys_.ForEach([&](const Keys::Entry& entry) { entries.push_back(&entry); });
     std::sort(entries.begin(), entries.end(),
-              [](const auto* a, const auto* b) { return a->first < b->first; });
+              [](const auto* a, const auto* b) { return a->key < b->key; });
 
     std::string out(kMagic);
     codec::PutVarint(out, entries.size());
     for (const auto* entry : entries) {
-      const KeyState& s = entry->second;
+      const KeyState& s = entry->value;
       out += static_cast<char>(s.phase);
       codec::PutSigned(out, s.last_ms);
       codec::PutSigned(out, s.pending_since_ms);
@@ -175,22 +175,23 @@ class Alert final : public Operator {
     OperatorStats st;
     st.unmatched = unmatched_;
     st.keys = keys_.size();
-    for (const auto& [key, s] : keys_) {
+    keys_.ForEach([&](const Keys::Entry& entry) {
+      const KeyState& s = entry.value;
       if (s.phase == Phase::kFiring) ++st.firing;
-      // Node, hash bucket and string headers, roughly; values held inline
-      // plus their heap text.
-      st.state_bytes += sizeof(std::pair<const std::string, KeyState>) + 2 * sizeof(void*) +
-                        key.capacity() + s.key_values.capacity() * sizeof(Value);
+      // The entry and its slot (two slots per entry at most), the key's and
+      // the values' heap text.
+      st.state_bytes += sizeof(Keys::Entry) + 2 * (sizeof(uint64_t) + sizeof(void*)) +
+                        entry.key.capacity() + s.key_values.capacity() * sizeof(Value);
       for (const Value& v : s.key_values) {
         if (const auto* str = std::get_if<std::string>(&v)) st.state_bytes += str->capacity();
         if (const auto* raw = std::get_if<RawJson>(&v)) st.state_bytes += raw->text.capacity();
       }
-    }
+    });
     return st;
   }
 
  private:
-  using Keys = std::unordered_map<std::string, KeyState>;
+  using Keys = KeyTable<KeyState>;
 
   const std::vector<Value>& KeyValuesOf(const Record& record, std::vector<Value>* values) const {
     values->resize(spec_.key.size());
@@ -201,8 +202,8 @@ class Alert final : public Operator {
     return *values;
   }
 
-  void Fire(Keys::value_type& entry, const Record& record, Emitter& out) {
-    KeyState& s = entry.second;
+  void Fire(Keys::Entry& entry, const Record& record, Emitter& out) {
+    KeyState& s = entry.value;
     s.phase = Phase::kFiring;
     s.since_ms = s.last_ms;
     s.notified_ms = s.last_ms;
@@ -210,10 +211,10 @@ class Alert final : public Operator {
     EmitAlert(entry, record, "firing", "firing", s.last_ms, out);
   }
 
-  void EmitAlert(const Keys::value_type& entry, const Record& cause, std::string_view state,
+  void EmitAlert(const Keys::Entry& entry, const Record& cause, std::string_view state,
                  std::string_view id_suffix, int64_t at, Emitter& out) const {
-    const std::string& key_json = entry.first;
-    const KeyState& s = entry.second;
+    const std::string& key_json = entry.key;
+    const KeyState& s = entry.value;
 
     Envelope e;
     e.id.reserve(context_.pipeline.size() + 48 + id_suffix.size());
@@ -314,7 +315,9 @@ class Alert final : public Operator {
       }
       std::string key_json;
       AppendKeyJson(key_json, spec_.key, s.key_values);
-      if (!keys.emplace(std::move(key_json), std::move(s)).second) return corrupt;
+      auto [entry, inserted] = keys.Emplace(key_json);
+      if (!inserted) return corrupt;
+      entry->value = std::move(s);
     }
     if (!in.empty()) return corrupt;
     return keys;

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <limits>
 #include <queue>
-#include <unordered_map>
 
 #include "operators/codec.h"
+#include "operators/key_table.h"
 #include "operators/output.h"
 #include "platform/json_text.h"
 
@@ -32,7 +32,7 @@ struct OpenWindow {
 };
 
 struct KeyState {
-  const std::string* key_json = nullptr;  // the map's key: the output's "key" object
+  const std::string* key_json = nullptr;  // the table's key: the output's "key" object
   std::vector<Field> key_fields;   // the group_by values, in group_by order
   std::vector<OpenWindow> windows;
   uint32_t heap_refs = 0;          // close-queue entries pointing here
@@ -108,9 +108,9 @@ class WindowOperator final : public Operator {
     // Keys in key order, so equal states give equal snapshots.
     std::vector<const KeyState*> keys;
     keys.reserve(keys_.size());
-    for (const auto& [k, ks] : keys_) {
-      if (!ks.windows.empty()) keys.push_back(&ks);
-    }
+    keys_.ForEach([&](const Keys::Entry& e) {
+      if (!e.value.windows.empty()) keys.push_back(&e.value);
+    });
     std::sort(keys.begin(), keys.end(),
               [](const KeyState* a, const KeyState* b) { return *a->key_json < *b->key_json; });
     codec::PutVarint(out, keys.size());
@@ -138,12 +138,13 @@ class WindowOperator final : public Operator {
     s.keys = keys_.size();
     s.open_windows = 0;
     s.state_bytes = 0;
-    for (const auto& [k, ks] : keys_) {
+    keys_.ForEach([&](const Keys::Entry& e) {
+      const KeyState& ks = e.value;
       s.open_windows += ks.windows.size();
-      s.state_bytes += sizeof(KeyState) + k.capacity() +
+      s.state_bytes += sizeof(Keys::Entry) + e.key.capacity() +
                        ks.key_fields.capacity() * sizeof(Field);
       for (const OpenWindow& w : ks.windows) s.state_bytes += sizeof(OpenWindow) + w.state.capacity();
-    }
+    });
     return s;
   }
 
@@ -169,11 +170,10 @@ class WindowOperator final : public Operator {
   }
 
   KeyState& KeyFor(const Record& record) {
-    auto it = keys_.find(key_buffer_);
-    if (it != keys_.end()) return it->second;
-    auto [inserted, _] = keys_.try_emplace(key_buffer_);
-    KeyState& ks = inserted->second;
-    ks.key_json = &inserted->first;  // node-based map: the key never moves
+    auto [entry, inserted] = keys_.Emplace(key_buffer_);
+    KeyState& ks = entry->value;
+    if (!inserted) return ks;
+    ks.key_json = &entry->key;  // entries never move
     for (const std::string& name : spec_.group_by) {
       const Value* v = record.Find(name);
       ks.key_fields.push_back(Field{name, v ? *v : Value{}});
@@ -218,13 +218,12 @@ class WindowOperator final : public Operator {
   bool AddToSession(const Record& record, int64_t t) {
     int64_t start = t;
     int64_t end = t + spec_.gap_ms;
-    auto it = keys_.find(key_buffer_);
-    if (it != keys_.end()) {
+    if (Keys::Entry* entry = keys_.Find(key_buffer_)) {
       // A record overlapping an open session (not yet due) always joins it,
       // even if its own [t, t + gap) would be behind the watermark.
-      for (const OpenWindow& w : it->second.windows) {
+      for (const OpenWindow& w : entry->value.windows) {
         if (w.end > watermark_ && start < w.end && w.start < end) {
-          KeyState& ks = it->second;
+          KeyState& ks = entry->value;
           MergeSession(ks, record, start, end);
           return true;
         }
@@ -282,10 +281,7 @@ class WindowOperator final : public Operator {
         EmitWindow(ks, *w, out);
         ks.windows.erase(w);
       }
-      if (ks.windows.empty() && ks.heap_refs == 0) {
-        std::string key = *ks.key_json;  // not a reference into the node being erased
-        keys_.erase(key);
-      }
+      if (ks.windows.empty() && ks.heap_refs == 0) keys_.Erase(*ks.key_json);
     }
   }
 
@@ -360,7 +356,7 @@ class WindowOperator final : public Operator {
       Record probe;
       probe.fields = fields;
       BuildKey(probe);
-      if (keys_.count(key_buffer_)) return corrupt("duplicate key " + key_buffer_);
+      if (keys_.Find(key_buffer_)) return corrupt("duplicate key " + key_buffer_);
       KeyState& ks = KeyFor(probe);
       for (uint64_t i = 0; i < nwindows; ++i) {
         OpenWindow w;
@@ -382,7 +378,8 @@ class WindowOperator final : public Operator {
 
   const OutputContext context_;
   const WindowSpec spec_;
-  std::unordered_map<std::string, KeyState> keys_;
+  using Keys = KeyTable<KeyState>;
+  Keys keys_;
   std::priority_queue<Closing, std::vector<Closing>, LaterFirst> closing_;
   int64_t max_event_ms_ = kNoTime;
   int64_t watermark_ = kNoTime;
