@@ -136,6 +136,7 @@
 #include <vector>
 
 #include "platform/log.h"
+#include "platform/sqlite_wal_batch.h"
 #include "platform/store.h"
 
 namespace sluice {
@@ -764,7 +765,9 @@ Status SqliteStore::OpenDb(bool* corrupt, std::string* reason) {
   int flags = options_.read_only ? SQLITE_OPEN_READONLY
                                  : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
   flags |= SQLITE_OPEN_NOMUTEX;  // db_mu_ serializes every use
-  int rc = sqlite3_open_v2(path_.c_str(), &db_, flags, nullptr);
+  // The only connection that writes WAL frames.
+  int rc = sqlite3_open_v2(path_.c_str(), &db_, flags,
+                           options_.read_only ? nullptr : WalBatchingVfs());
   if (rc != SQLITE_OK) {
     Status s = db_ ? Sql(rc, "opening") : Status(CodeFor(rc), "store " + path_ + ": opening: " +
                                                                   sqlite3_errstr(rc));
