@@ -28,7 +28,7 @@ struct WalFile {
   int size;
   int capacity;
   sqlite3_int64 offset;
-  bool commit_page_next;     // the last write was a commit frame's header
+  bool after_commit;         // a commit frame's header was written: write through
 };
 
 WalFile* Wal(sqlite3_file* f) { return reinterpret_cast<WalFile*>(f); }
@@ -57,11 +57,16 @@ int Read(sqlite3_file* f, void* out, int amount, sqlite3_int64 offset) {
 
 int Write(sqlite3_file* f, const void* data, int amount, sqlite3_int64 offset) {
   WalFile* w = Wal(f);
-  // The page of a commit frame: once it is written, the transaction is.
-  const bool completes_commit = w->commit_page_next;
   const auto* bytes = static_cast<const unsigned char*>(data);
-  w->commit_page_next =
-      amount == kFrameHeaderBytes && (bytes[4] | bytes[5] | bytes[6] | bytes[7]) != 0;
+  const bool header = amount == kFrameHeaderBytes;
+  const bool commit_header = header && (bytes[4] | bytes[5] | bytes[6] | bytes[7]) != 0;
+  if (header && !commit_header) w->after_commit = false;  // the next transaction's frames
+  if (w->after_commit) {
+    // The commit frame's page, sector padding, or headers rewritten after
+    // it: nothing says another write follows, so none waits.
+    if (int rc = WriteGathered(w); rc != SQLITE_OK) return rc;
+    return w->real->pMethods->xWrite(w->real, data, amount, offset);
+  }
   if (w->size > 0 && (offset != w->offset + w->size || w->size + amount > kMaxWrite)) {
     if (int rc = WriteGathered(w); rc != SQLITE_OK) return rc;
   }
@@ -79,7 +84,9 @@ int Write(sqlite3_file* f, const void* data, int amount, sqlite3_int64 offset) {
   if (w->size == 0) w->offset = offset;
   std::memcpy(w->gathered + w->size, data, static_cast<size_t>(amount));
   w->size += amount;
-  return completes_commit ? WriteGathered(w) : SQLITE_OK;
+  if (!commit_header) return SQLITE_OK;
+  w->after_commit = true;
+  return WriteGathered(w);
 }
 
 int Truncate(sqlite3_file* f, sqlite3_int64 size) {

@@ -4,16 +4,21 @@
 // page, so a commit of 7 pages cost 14 pwrite calls, each taking the inode
 // lock and two or three page-cache pages: 13-15 % of the agent's CPU at
 // 45,000-110,000 readings/s. This VFS wraps SQLite's default one; for -wal
-// files only, it gathers writes that continue one another and writes them
-// together once the commit frame is complete, inside the xWrite that
-// completes it. So a failure (a full disk) reaches SQLite before the
-// transaction counts as committed, and another connection sees the frames
-// only after they are written (SQLite updates the wal-index, which readers
-// go by, after its frame writes return). Any other call on the file (read,
-// sync, truncate, size, file control, close) first writes what is gathered.
-// A crash loses only gathered frames of a transaction that had not
-// committed: as if it had come a little earlier. Other files are the
-// default VFS's own.
+// files only, it gathers writes that continue one another and writes them,
+// with the commit frame's header, inside the xWrite of that header: a
+// commit is two write calls. Everything from there until the next
+// transaction's first frame (the commit frame's page, sector padding,
+// headers that SQLite rewrites after it) is written through, since nothing
+// says another write follows. So what is gathered never belongs to a
+// committed transaction: a failure (a full disk) reaches SQLite before the
+// commit counts, other connections (which go by the wal-index SQLite
+// updates after its frame writes return) never read an unwritten frame,
+// and a crash loses only frames no commit covers. Any other call on the
+// file (read, sync, truncate, size, file control, close) first writes what
+// is gathered. One writer only: gathered frames of a transaction that
+// rolled back are written before anything at another offset, which a
+// second writer's frames could not rely on. Other files are the default
+// VFS's own.
 //
 //   sqlite3_open_v2(path, &db, flags, WalBatchingVfs());
 #ifndef SLUICE_PLATFORM_SQLITE_WAL_BATCH_H_

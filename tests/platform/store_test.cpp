@@ -475,7 +475,7 @@ uint64_t WriteSyscalls() {
 
 // SQLite writes each WAL frame as its header and then its page; the store's
 // VFS (platform/sqlite_wal_batch.h) gathers a transaction's frames.
-TEST_CASE("store: a commit of many pages reaches the WAL in one write, and reads back") {
+TEST_CASE("store: a commit of many pages reaches the WAL in two writes, and reads back") {
   TempDir dir;
   if (WriteSyscalls() == 0 && !std::ifstream("/proc/self/io")) {
     WARN("skipped: no /proc/self/io to count write calls");
@@ -495,8 +495,11 @@ TEST_CASE("store: a commit of many pages reaches the WAL in one write, and reads
     writes = WriteSyscalls() - before;
   }
   INFO("write calls for one commit of ~23 KB: " << writes);
-  CHECK(writes >= 1);
-  CHECK(writes <= 2);  // frame by frame: two per page, over a dozen here
+  // Gathered: the frames with the commit frame's header, then its page,
+  // and at times a byte that grows the -shm file. Frame by frame: two per
+  // page, over twenty here.
+  CHECK(writes >= 2);
+  CHECK(writes <= 3);
   auto store = OpenOk(dir.File("s.db"));
   const int q = AddOk(*store, "cloud");
   std::vector<QueuedEnvelope> batch = PeekOk(*store->queue(q), 100);
