@@ -73,6 +73,10 @@ class Agent::Impl {
     std::vector<std::string> source_names;
     for (const config::SourceConfig& sc : config_.sources) source_names.push_back(sc.name);
     pipelines_->EnableJournal(std::move(source_names));
+    pipelines_->OnHoldingOutput([this] {
+      std::lock_guard<std::mutex> lock(tick_mu_);
+      tick_wake_.notify_all();  // Tick() watches for the source going quiet
+    });
     if (const char* topic = std::getenv("SLUICE_TEST_STALL_TOPIC"); topic != nullptr && *topic) {
       pipelines_->StallOnTopicForTests(topic);
     }
@@ -304,17 +308,32 @@ class Agent::Impl {
   }
 
   // Once a second, processing time reaches the pipelines, so windows of a
-  // quiet source still close; every kCheckpointTicks, a checkpoint.
+  // quiet source still close; every kCheckpointTicks, a checkpoint. When a
+  // batch left windows due (a commit takes a few hundred results) and no
+  // reading has come for kQuietBeforeTick, the rest close now: the next
+  // batch would have taken them, but after a source's last readings there is
+  // none, and they waited up to a second.
   void Tick() {
     static constexpr int kCheckpointTicks = 10;
+    static constexpr Millis kQuietBeforeTick{10};
     int ticks = 0;
+    SteadyTime next = clock_.Now() + Millis(1000);
     std::unique_lock<std::mutex> lock(tick_mu_);
     while (!stopping_) {
-      clock_.WaitUntil(lock, tick_wake_, clock_.Now() + Millis(1000));
+      const bool holding = pipelines_->HoldsOutput();
+      clock_.WaitUntil(lock, tick_wake_, holding ? std::min(next, clock_.Now() + kQuietBeforeTick) : next);
       if (stopping_) break;
+      const SteadyTime now = clock_.Now();
+      const bool due = now >= next;
+      const bool quiet = pipelines_->HoldsOutput() &&
+                         now.time_since_epoch() - Millis(pipelines_->last_process_ms()) >= kQuietBeforeTick;
+      if (!due && !quiet) continue;
       lock.unlock();
       (void)pipelines_->Tick(ToEpochMillis(clock_.WallNow()));
-      if (++ticks % kCheckpointTicks == 0) (void)pipelines_->Checkpoint();
+      if (due) {
+        next = clock_.Now() + Millis(1000);
+        if (++ticks % kCheckpointTicks == 0) (void)pipelines_->Checkpoint();
+      }
       lock.lock();
     }
   }

@@ -108,6 +108,7 @@ class PipelineRunner::Router final : public operators::Emitter {
   bool Saturated() const override {
     if (runner_.unbounded_ || runner_.emitted_ < kOutputsPerCommit) return false;
     p_.held_back = true;
+    runner_.saturated_ = true;
     return true;
   }
 
@@ -185,9 +186,21 @@ void PipelineRunner::EnableJournal(std::vector<std::string> source_names) {
   }
 }
 
+// Publishes HoldsOutput() and last_process_ms() however a Process returns.
+struct PipelineRunner::ProcessScope {
+  explicit ProcessScope(PipelineRunner& runner) : r(runner) { r.saturated_ = false; }
+  ~ProcessScope() {
+    r.holds_output_.store(r.saturated_, std::memory_order_relaxed);
+    r.last_process_ms_.store(SteadyMillis(r.clock_.Now()), std::memory_order_relaxed);
+    if (r.saturated_ && r.on_holding_output_) r.on_holding_output_();
+  }
+  PipelineRunner& r;
+};
+
 Status PipelineRunner::Process(int source, const operators::Record& record) {
   std::lock_guard<std::mutex> lock(mu_);
   if (closed_) return Status::Cancelled("pipelines are stopping");
+  ProcessScope scope(*this);
   for (const auto& p : pipelines_) {
     if (p->source == source) Run(*p, record);
   }
@@ -203,6 +216,7 @@ Status PipelineRunner::Process(int source, const std::vector<Reading>& readings)
                        journaled_[source];
   for (uint64_t hash : batch_hashes_) batch_index_.Erase(hash);  // what the last batch left
   batch_hashes_.clear();
+  ProcessScope scope(*this);
   if (journal) ContentHashes(readings, &reading_hashes_);
   for (size_t i = 0; i < readings.size(); ++i) {
     const Reading& reading = readings[i];
@@ -370,6 +384,7 @@ Status PipelineRunner::Tick(int64_t now_ms) {
     const bool more = std::any_of(pipelines_.begin(), pipelines_.end(),
                                   [](const auto& p) { return p->held_back; });
     if (s.ok() && more) continue;
+    holds_output_.store(more, std::memory_order_relaxed);
     PublishStats();
     last_tick_done_ms_.store(SteadyMillis(clock_.Now()), std::memory_order_relaxed);
     return s;

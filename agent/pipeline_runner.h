@@ -48,6 +48,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -140,6 +141,14 @@ class PipelineRunner {
 
   // Processing time is `now_ms`: lets idle windows close. Thread-safe.
   Status Tick(int64_t now_ms);
+  // True when the last Process or Tick left due output (windows whose
+  // results did not fit in its commit): the next Process or Tick emits it.
+  bool HoldsOutput() const { return holds_output_.load(std::memory_order_relaxed); }
+  // Steady clock ms (since its epoch) of the last Process.
+  int64_t last_process_ms() const { return last_process_ms_.load(std::memory_order_relaxed); }
+  // Before any Process: `fn` runs when a Process leaves output held (with
+  // the runner's lock held: it must not call back into the runner).
+  void OnHoldingOutput(std::function<void()> fn) { on_holding_output_ = std::move(fn); }
 
   // End of input (`sluice test`): closes every open window, upstream first.
   Status Flush();
@@ -179,6 +188,7 @@ class PipelineRunner {
 
  private:
   class Router;
+  struct ProcessScope;
   // Runs `p` on one record; outputs collect in commit_.
   void Run(PipelineRuntime& p, const operators::Record& record);
   // Commits what the pipelines emitted, retrying transient failures until
@@ -212,6 +222,10 @@ class PipelineRunner {
   std::atomic<bool> closing_{false};
   std::atomic<bool> waiting_on_store_{false};
   std::atomic<int64_t> last_tick_done_ms_{0};  // steady clock, ms since its epoch
+  std::atomic<int64_t> last_process_ms_{0};    // the same clock
+  std::atomic<bool> holds_output_{false};
+  std::function<void()> on_holding_output_;
+  bool saturated_ = false;  // a Saturated() said yes since the last Process/Tick began (mu_)
   std::atomic<bool> store_failing_{false};
   std::atomic<int64_t> last_checkpoint_ms_{0};
   // Copied from the operators under mu_ (PublishStats), read under published_mu_ only.

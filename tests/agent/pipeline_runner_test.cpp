@@ -81,3 +81,40 @@ TEST_CASE("runner: a rollup of a window pipeline gets every held-back result bef
   CHECK(letters.empty());
   if (!letters.empty()) INFO(letters[0].reason);
 }
+
+// The agent ticks early when a Process left due windows behind and no
+// reading follows (agent.cc): HoldsOutput() is what it goes by.
+TEST_CASE("runner: HoldsOutput says when windows wait for the next commit, until a tick emits them") {
+  auto store = Store::Open(":memory:", StoreOptions{});
+  REQUIRE(store.ok());
+  auto out = (*store)->AddQueue("out", QueueOptions{});
+  REQUIRE(out.ok());
+  std::vector<std::unique_ptr<PipelineRuntime>> pipelines;
+  pipelines.push_back(CountingWindow("per_device", 0, -1, 10, {"dev"}, {*out}));
+  testing::MemoryDeadLetters dead;
+  PipelineRunner runner(std::move(pipelines), **store, dead);
+
+  constexpr int kDevices = 600;
+  auto reading = [](int device, int64_t t) {
+    operators::Record r;
+    r.topic = "t";
+    r.event_time_ms = t;
+    r.arrival_ms = t;
+    r.fields = {{"dev", "d" + std::to_string(device)}};
+    return r;
+  };
+  for (int d = 0; d < kDevices; ++d) REQUIRE(runner.Process(0, reading(d, 5)).ok());
+  CHECK_FALSE(runner.HoldsOutput());  // nothing due yet
+  // One reading in the next window: all 600 windows are due, one commit
+  // takes fewer.
+  REQUIRE(runner.Process(0, reading(0, 15)).ok());
+  CHECK(runner.HoldsOutput());
+  auto queued = (*store)->queue(*out)->Peek(1000, Millis(0));
+  REQUIRE(queued.ok());
+  CHECK(queued->size() < static_cast<size_t>(kDevices));
+  REQUIRE(runner.Tick(20).ok());  // not idle long enough for [10, 20) to close
+  CHECK_FALSE(runner.HoldsOutput());
+  queued = (*store)->queue(*out)->Peek(1000, Millis(0));
+  REQUIRE(queued.ok());
+  CHECK(queued->size() == static_cast<size_t>(kDevices));
+}
