@@ -40,6 +40,12 @@ int WriteGathered(WalFile* w) {
   return rc;
 }
 
+// What is gathered, then `data` itself: the write SQLite asked for, in order.
+int WriteThrough(WalFile* w, const void* data, int amount, sqlite3_int64 offset) {
+  if (int rc = WriteGathered(w); rc != SQLITE_OK) return rc;
+  return w->real->pMethods->xWrite(w->real, data, amount, offset);
+}
+
 int Close(sqlite3_file* f) {
   WalFile* w = Wal(f);
   const int written = WriteGathered(w);
@@ -64,20 +70,16 @@ int Write(sqlite3_file* f, const void* data, int amount, sqlite3_int64 offset) {
   if (w->after_commit) {
     // The commit frame's page, sector padding, or headers rewritten after
     // it: nothing says another write follows, so none waits.
-    if (int rc = WriteGathered(w); rc != SQLITE_OK) return rc;
-    return w->real->pMethods->xWrite(w->real, data, amount, offset);
+    return WriteThrough(w, data, amount, offset);
   }
   if (w->size > 0 && (offset != w->offset + w->size || w->size + amount > kMaxWrite)) {
     if (int rc = WriteGathered(w); rc != SQLITE_OK) return rc;
   }
-  if (amount > kMaxWrite - w->size) return w->real->pMethods->xWrite(w->real, data, amount, offset);
+  if (amount > kMaxWrite - w->size) return WriteThrough(w, data, amount, offset);
   if (w->size + amount > w->capacity) {
     const int want = std::min(kMaxWrite, std::max(w->size + amount, 2 * w->capacity));
     void* grown = sqlite3_realloc(w->gathered, want);
-    if (grown == nullptr) {  // no memory to gather: write as SQLite would
-      if (int rc = WriteGathered(w); rc != SQLITE_OK) return rc;
-      return w->real->pMethods->xWrite(w->real, data, amount, offset);
-    }
+    if (grown == nullptr) return WriteThrough(w, data, amount, offset);  // no memory to gather
     w->gathered = static_cast<char*>(grown);
     w->capacity = want;
   }

@@ -43,6 +43,16 @@ std::unique_ptr<PipelineRuntime> CountingWindow(const std::string& name, int sou
   return p;
 }
 
+// A reading of device `device` at event and arrival time `t`.
+operators::Record DeviceReading(int device, int64_t t) {
+  operators::Record r;
+  r.topic = "t";
+  r.event_time_ms = t;
+  r.arrival_ms = t;
+  r.fields = {{"dev", "d" + std::to_string(device)}};
+  return r;
+}
+
 }  // namespace
 
 // 600 devices' 10 ms windows close on one idle tick, more than one commit
@@ -61,14 +71,7 @@ TEST_CASE("runner: a rollup of a window pipeline gets every held-back result bef
   PipelineRunner runner(std::move(pipelines), **store, dead);
 
   constexpr int kDevices = 600;
-  for (int d = 0; d < kDevices; ++d) {
-    operators::Record r;
-    r.topic = "t";
-    r.event_time_ms = 5;
-    r.arrival_ms = 5;
-    r.fields = {{"dev", "d" + std::to_string(d)}};
-    REQUIRE(runner.Process(0, r).ok());
-  }
+  for (int d = 0; d < kDevices; ++d) REQUIRE(runner.Process(0, DeviceReading(d, 5)).ok());
   REQUIRE(runner.Tick(10000).ok());  // idle for ~10 s: everything closes
 
   auto queued = (*store)->queue(*out)->Peek(100, Millis(0));
@@ -95,19 +98,11 @@ TEST_CASE("runner: HoldsOutput says when windows wait for the next commit, until
   PipelineRunner runner(std::move(pipelines), **store, dead);
 
   constexpr int kDevices = 600;
-  auto reading = [](int device, int64_t t) {
-    operators::Record r;
-    r.topic = "t";
-    r.event_time_ms = t;
-    r.arrival_ms = t;
-    r.fields = {{"dev", "d" + std::to_string(device)}};
-    return r;
-  };
-  for (int d = 0; d < kDevices; ++d) REQUIRE(runner.Process(0, reading(d, 5)).ok());
+  for (int d = 0; d < kDevices; ++d) REQUIRE(runner.Process(0, DeviceReading(d, 5)).ok());
   CHECK_FALSE(runner.HoldsOutput());  // nothing due yet
   // One reading in the next window: all 600 windows are due, one commit
   // takes fewer.
-  REQUIRE(runner.Process(0, reading(0, 15)).ok());
+  REQUIRE(runner.Process(0, DeviceReading(0, 15)).ok());
   CHECK(runner.HoldsOutput());
   auto queued = (*store)->queue(*out)->Peek(1000, Millis(0));
   REQUIRE(queued.ok());

@@ -13,7 +13,8 @@ using std::chrono::milliseconds;
 
 namespace {
 
-const char* kConfig = R"(agent: { id: gw-test, data_dir: DATA, http: off }
+// The agent and its one source; each config adds its pipelines and sinks.
+const std::string kHeader = R"(agent: { id: gw-test, data_dir: DATA, http: off }
 sources:
   plant:
     type: mqtt
@@ -22,7 +23,9 @@ sources:
     topic_fields: "sensors/{site}/{device}"
     time: { field: ts, unit: ms }
 pipelines:
-  temp_10s:
+)";
+
+const std::string kConfig = kHeader + R"(  temp_10s:
     from: plant
     where: "temp > -50 && temp < 150"
     window: { type: tumbling, size: 10s, lateness: 2s }
@@ -151,16 +154,7 @@ TEST_CASE("sluice test is deterministic", "[integration][offline]") {
 // all come out before that reading's own output from a later pipeline.
 TEST_CASE("sluice test: 300 windows closed by one reading come out at once, in order",
           "[integration][offline]") {
-  const std::string config = R"(agent: { id: gw-test, data_dir: DATA, http: off }
-sources:
-  plant:
-    type: mqtt
-    url: tcp://127.0.0.1:1883
-    topics: [ "sensors/+/+" ]
-    topic_fields: "sensors/{site}/{device}"
-    time: { field: ts, unit: ms }
-pipelines:
-  per_device:
+  const std::string config = kHeader + R"(  per_device:
     from: plant
     window: { type: tumbling, size: 10s, lateness: 0s }
     group_by: [ device ]
