@@ -17,6 +17,7 @@
 #include "platform/fs.h"
 #include "platform/log.h"
 #include "platform/store.h"
+#include "platform/thread_name.h"
 #include "sinks/delivery.h"
 
 namespace sluice::agent {
@@ -95,7 +96,10 @@ class Agent::Impl {
   void Start() {
     for (auto& slot : sinks_) {
       sinks::DeliveryLoop* loop = slot->loop.get();
-      slot->thread = std::thread([loop] { loop->Run(); });
+      slot->thread = std::thread([loop, name = "sink " + slot->name] {
+        NameThisThread(name);
+        loop->Run();
+      });
     }
     for (const config::SinkConfig& sc : config_.sinks) {
       LogDebug("sink '", sc.name, "': type ", sc.type, ", buffer max_size ", sc.buffer.max_size,
@@ -106,7 +110,10 @@ class Agent::Impl {
                sc.topics.size(), " topic filter(s) at QoS ", sc.qos);
     }
     for (auto& source : sources_) source->Start();
-    ticker_ = std::thread([this] { Tick(); });
+    ticker_ = std::thread([this] {
+      NameThisThread("ticker");
+      Tick();
+    });
     LogInfo("agent '", config_.agent.id, "' running: ", sources_.size(), " source(s), ",
             config_.pipelines.size(), " pipeline(s), ", sinks_.size(), " sink(s)");
   }

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "platform/log.h"
+#include "platform/thread_name.h"
 
 namespace sluice::agent {
 namespace {
@@ -227,7 +228,12 @@ class HttpEndpoint::Impl {
     return Status::Ok();
   }
 
-  void StartThread() { thread_ = std::thread([this] { Loop(); }); }
+  void StartThread() {
+    thread_ = std::thread([this] {
+      NameThisThread("http endpoint");
+      Loop();
+    });
+  }
 
   void Stop() {
     if (!thread_.joinable()) return;

@@ -138,6 +138,7 @@
 #include "platform/log.h"
 #include "platform/sqlite_wal_batch.h"
 #include "platform/store.h"
+#include "platform/thread_name.h"
 
 namespace sluice {
 namespace {
@@ -1195,7 +1196,10 @@ void SqliteStore::StartCheckpointer() {
   checkpoint_stop_ = false;
   checkpoint_wanted_ = false;
   sqlite3_wal_hook(db_, &SqliteStore::OnWalCommit, this);  // replaces the auto-checkpoint
-  checkpointer_ = std::thread([this] { CheckpointLoop(); });
+  checkpointer_ = std::thread([this] {
+    NameThisThread("checkpointer");
+    CheckpointLoop();
+  });
 }
 
 void SqliteStore::StopCheckpointer() {

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <regex>
 #include <set>
@@ -488,6 +489,24 @@ TEST_CASE("metrics: /healthz, /readyz follows the broker, HEAD, 404 and 405", "[
   Answer post = Get(rig.port, "/metrics", "POST");
   CHECK(post.status == 405);
   CHECK(post.head.find("Allow: GET, HEAD") != std::string::npos);
+}
+
+TEST_CASE("threads are named after what they run, for top -H and perf", "[integration]") {
+  Rig rig;
+  INFO("agent log:\n" << rig.Log());
+  std::multiset<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(rig.agent->pid()) + "/task")) {
+    std::string name = ReadFile(task.path().string() + "/comm");
+    if (!name.empty() && name.back() == '\n') name.pop_back();
+    names.insert(name);
+  }
+  CAPTURE(names);
+  CHECK(names.count("source plant") == 1);
+  CHECK(names.count("sink archive") == 1);
+  CHECK(names.count("sink hotfile") == 1);
+  CHECK(names.count("checkpointer") == 1);
+  CHECK(names.count("ticker") == 1);
+  CHECK(names.count("http endpoint") == 1);
 }
 
 TEST_CASE("metrics: garbage, a 100 KiB header and a silent client get an error or a close, and "
