@@ -521,6 +521,10 @@ class SqliteStore final : public Store {
   Status UpdateQueueRow(const QueueState& q, const Counters& c, uint64_t last_seq);
   Status CountThrough(const QueueState& q, uint64_t through, uint64_t* n, uint64_t* bytes);
   Status DeleteThrough(const QueueState& q, uint64_t through);
+  // In the caller's transaction: deletes what HideDelivered hid and takes
+  // it off `c` as delivered. The caller clears the pending counts once the
+  // transaction committed.
+  Status DeletePending(const QueueState& q, Counters& c);
   Status EvictOldest(const QueueState& q, uint64_t need, Counters& c);
   // One transaction for `commit`. Queues marked in `refused` (drop_newest on a
   // full disk) take none of their records, counted dropped_newest.
@@ -1128,6 +1132,15 @@ Status SqliteStore::DeleteThrough(const QueueState& q, uint64_t through) {
   return rc == SQLITE_DONE ? Status::Ok() : Sql(rc, "deleting records");
 }
 
+Status SqliteStore::DeletePending(const QueueState& q, Counters& c) {
+  RETURN_IF_ERROR(DeleteThrough(q, q.removed_through));
+  // HideDelivered counted them, and only a committed delete changes them.
+  c.records -= std::min(c.records, q.pending_records);
+  c.bytes -= std::min(c.bytes, q.pending_bytes);
+  c.delivered += q.pending_records;
+  return Status::Ok();
+}
+
 // Deletes the oldest records of `q` until at least `need` body bytes are
 // freed or the queue is empty; counts them as dropped_oldest in `c`.
 Status SqliteStore::EvictOldest(const QueueState& q, uint64_t need, Counters& c) {
@@ -1501,12 +1514,7 @@ Status SqliteStore::WriteOnce(const Commit& commit, const std::vector<bool>* ref
       Counters& c = change.c;
       const uint64_t others = total - c.bytes;  // what every other queue holds
       if (q.pending_records > 0) {  // delivered, delete not yet committed
-        uint64_t n = 0, b = 0;
-        RETURN_IF_ERROR(CountThrough(q, q.removed_through, &n, &b));
-        RETURN_IF_ERROR(DeleteThrough(q, q.removed_through));
-        c.records -= std::min(c.records, n);
-        c.bytes -= std::min(c.bytes, b);
-        c.delivered += n;
+        RETURN_IF_ERROR(DeletePending(q, c));
         change.flushed_pending = true;
       }
 
@@ -1689,12 +1697,7 @@ StatusOr<uint64_t> SqliteStore::EvictToMakeRoom(QueueState& q, uint64_t need) {
     c = q.c;
     flushed = false;
     if (q.pending_records > 0) {  // delivered, delete not yet committed
-      uint64_t n = 0, b = 0;
-      RETURN_IF_ERROR(CountThrough(q, q.removed_through, &n, &b));
-      RETURN_IF_ERROR(DeleteThrough(q, q.removed_through));
-      c.records -= std::min(c.records, n);
-      c.bytes -= std::min(c.bytes, b);
-      c.delivered += n;
+      RETURN_IF_ERROR(DeletePending(q, c));
       flushed = true;
     }
     RETURN_IF_ERROR(EvictOldest(q, need, c));
