@@ -12,9 +12,12 @@ namespace sluice::sinks {
 namespace {
 
 // Publishes outstanding at once: above Paho's default of 10 so that a batch
-// streams, below mosquitto's default receive window so the broker never
-// has to refuse one.
+// streams. A broker holds each QoS 2 publish until its PUBREL and takes only
+// so many at once (mosquitto 20 by default, HiveMQ 10): one above its
+// window is dropped unanswered, and the batch stalls until the ack times
+// out. QoS 1 publishes are answered at once and need no such limit.
 constexpr int kMaxInflight = 64;
+constexpr int kMaxInflightQos2 = 10;
 constexpr auto kAckTimeout = std::chrono::seconds(30);
 constexpr auto kWaitStep = std::chrono::milliseconds(100);
 
@@ -64,7 +67,7 @@ class MqttSink : public Sink {
                                           "' is empty or holds a wildcard")});
           continue;
         }
-        while (pending.size() >= kMaxInflight) {
+        while (pending.size() >= static_cast<size_t>(config_.qos == 2 ? kMaxInflightQos2 : kMaxInflight)) {
           if (Status s = AwaitAck(pending.front()); !s.ok()) return {s, {}, std::nullopt};
           pending.pop_front();
         }
