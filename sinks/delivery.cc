@@ -168,7 +168,11 @@ void DeliveryLoop::Run() {
         LogWarn("sink '", name_, "': delivery failing, will retry: ", result.status.ToString());
         failing_ = true;
       }
-      Millis delay = result.retry_after ? *result.retry_after : NextDelay();
+      // The upstream's Retry-After is a floor, never a reason to retry
+      // sooner: "0" or a date the server thinks is past (its clock behind
+      // ours) would otherwise become thousands of requests a second.
+      Millis delay = NextDelay();
+      if (result.retry_after) delay = std::max(delay, *result.retry_after);
       if (!Backoff(delay)) break;
       continue;
     }

@@ -22,6 +22,7 @@ class ScriptedSink : public sinks::Sink {
   WriteResult Write(std::span<const Envelope> batch) override {
     std::lock_guard<std::mutex> lock(mu);
     ++writes;
+    write_times.push_back(RealClock().Now());
     std::vector<std::string> ids;
     for (const Envelope& e : batch) ids.push_back(e.id);
     batches.push_back(std::move(ids));
@@ -42,6 +43,7 @@ class ScriptedSink : public sinks::Sink {
   sinks::BatchLimits batch_limits() const override { return {max_batch, max_bytes, Millis(2)}; }
 
   std::mutex mu;
+  std::vector<SteadyTime> write_times;
   std::deque<WriteResult> script;
   std::vector<std::string> delivered;
   std::vector<std::vector<std::string>> batches;  // ids handed to each Write
@@ -95,6 +97,36 @@ TEST_CASE("delivery retries transient failures and delivers everything in order"
   CHECK(loop.counters().retried == 2);
   CHECK(dead.letters.empty());
   CHECK(queue->size() == 0);
+}
+
+TEST_CASE("a Retry-After of 0 or in the past does not make retries faster than the backoff") {
+  ScriptedSink sink;
+  for (int i = 0; i < 4; ++i) sink.script.push_back({Status::ResourceExhausted("429"), {}, Millis(0)});
+  MemoryDeadLetters dead;
+  TestQueue queue;
+  REQUIRE(queue->Append(Records(2)).ok());
+  // Backoff 40, 80, 160, 160 ms, each at least half of that after jitter.
+  sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), {Millis(40), Millis(160), Millis(5)});
+  RunUntilDrained(loop, *queue);
+  REQUIRE(sink.write_times.size() == 5);
+  const Millis floors[] = {Millis(20), Millis(40), Millis(80), Millis(80)};
+  for (size_t i = 0; i < 4; ++i) {
+    CAPTURE(i);
+    CHECK(sink.write_times[i + 1] - sink.write_times[i] >= floors[i]);
+  }
+  CHECK(sink.delivered.size() == 2);
+}
+
+TEST_CASE("a Retry-After longer than the backoff is waited for") {
+  ScriptedSink sink;
+  sink.script.push_back({Status::Unavailable("503"), {}, Millis(300)});
+  MemoryDeadLetters dead;
+  TestQueue queue;
+  REQUIRE(queue->Append(Records(1)).ok());
+  sinks::DeliveryLoop loop("s", sink, *queue, dead, RealClock(), Fast());
+  RunUntilDrained(loop, *queue);
+  REQUIRE(sink.write_times.size() == 2);
+  CHECK(sink.write_times[1] - sink.write_times[0] >= Millis(300));
 }
 
 TEST_CASE("a permanent failure dead-letters the batch instead of blocking the queue") {
