@@ -249,7 +249,7 @@ class Agent::Impl {
       left += n;
     }
     store_->Close();
-    LogInfo("stopped", left == 0 ? "; every record delivered" : "");
+    LogInfo("stopped", left == 0 ? "; no record left queued" : "");
   }
 
  private:

@@ -79,17 +79,18 @@ int RunBuffer(const BufferCommand& command) {
   }
   bool found = command.sink.empty();
   if (command.action == "stats") {
-    std::printf("%-20s %10s %12s %15s %10s %10s %9s %9s\n", "sink", "records", "bytes",
-                "oldest (ms)", "appended", "delivered", "drop-old", "drop-new");
+    std::printf("%-20s %10s %12s %15s %10s %10s %9s %9s %9s\n", "sink", "records", "bytes",
+                "oldest (ms)", "appended", "delivered", "refused", "drop-old", "drop-new");
   }
   for (const QueueStats& q : *stats) {
     if (!command.sink.empty() && q.sink != command.sink) continue;
     found = true;
     if (command.action == "stats") {
-      std::printf("%-20s %10llu %12llu %15lld %10llu %10llu %9llu %9llu\n", q.sink.c_str(),
+      std::printf("%-20s %10llu %12llu %15lld %10llu %10llu %9llu %9llu %9llu\n", q.sink.c_str(),
                   static_cast<unsigned long long>(q.records), static_cast<unsigned long long>(q.bytes),
                   static_cast<long long>(q.oldest_ms), static_cast<unsigned long long>(q.appended),
                   static_cast<unsigned long long>(q.delivered),
+                  static_cast<unsigned long long>(q.dead_lettered),
                   static_cast<unsigned long long>(q.dropped_oldest),
                   static_cast<unsigned long long>(q.dropped_newest));
       continue;

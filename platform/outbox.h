@@ -37,8 +37,11 @@ class SinkQueue {
   // and empty.
   [[nodiscard]] virtual StatusOr<std::vector<QueuedEnvelope>> Peek(size_t max, Millis wait) = 0;
 
-  // Removes every record up to and including `through_seq`.
-  [[nodiscard]] virtual Status Remove(uint64_t through_seq) = 0;
+  // Removes every record up to and including `through_seq`; `refused` of
+  // them the sink refused for good (they went to the dead letters) and are
+  // counted so, the others as delivered.
+  [[nodiscard]] virtual Status Remove(uint64_t through_seq, uint64_t refused) = 0;
+  [[nodiscard]] Status Remove(uint64_t through_seq) { return Remove(through_seq, 0); }
 
   // Refuses further appends and wakes every waiter; queued records stay readable.
   virtual void Close() = 0;

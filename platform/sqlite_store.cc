@@ -10,7 +10,9 @@
 //   meta(key TEXT PRIMARY KEY, value)       schema_version, checkpoint_journal_seq,
 //                                           checkpoint_saved_ms, checkpoint_generation
 //   queues(id INTEGER PRIMARY KEY, sink TEXT UNIQUE, records, bytes, appended,
-//          delivered, dropped_oldest, dropped_newest, purged, last_seq)
+//          delivered, dropped_oldest, dropped_newest, purged, last_seq,
+//          dead_lettered)                   dead_lettered added to version 3 in
+//                                           place (ALTER TABLE; older builds ignore it)
 //   outbox_<queues.id>(seq INTEGER PRIMARY KEY, id, key, body BLOB, created_ms)
 //                                           one table per queue: Peek, Remove and
 //                                           eviction are rowid ranges, no index
@@ -56,7 +58,7 @@
 // Thus a single-record commit writes 3 pages: the queue's last leaf, the
 // queues row, and the journal's leaf when it has an entry.
 //
-// Per queue, always: records = appended - delivered - dropped_oldest - purged,
+// Per queue, always: records = appended - delivered - dead_lettered - dropped_oldest - purged,
 // and bytes is the sum of the queued bodies' lengths.
 //
 // Dead letters: their count and bytes are read from the table itself (the
@@ -202,7 +204,8 @@ CREATE TABLE IF NOT EXISTS queues(
   dropped_oldest INTEGER NOT NULL DEFAULT 0,
   dropped_newest INTEGER NOT NULL DEFAULT 0,
   purged INTEGER NOT NULL DEFAULT 0,
-  last_seq INTEGER NOT NULL DEFAULT 0);
+  last_seq INTEGER NOT NULL DEFAULT 0,
+  dead_lettered INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS journal(
   seq INTEGER PRIMARY KEY,
   source TEXT NOT NULL,
@@ -353,6 +356,7 @@ struct Counters {
   uint64_t dropped_oldest = 0;
   uint64_t dropped_newest = 0;
   uint64_t purged = 0;
+  uint64_t dead_lettered = 0;
 };
 
 class SqliteStore;
@@ -387,12 +391,29 @@ struct QueueState {
   uint64_t removed_through = 0;
   uint64_t pending_records = 0;
   uint64_t pending_bytes = 0;
+  // Of the records removed and not yet counted, how many the sink refused
+  // for good (dead-lettered): they count as dead_lettered, not delivered.
+  // Removed records are counted as they are deleted, these first.
+  uint64_t refused = 0;
   SteadyTime last_delete{};  // db_mu_ only
   bool closed = false;
   std::condition_variable rows_cv;  // with mu_: rows arrived or closed
   std::unique_ptr<QueueView> view;
 
   uint64_t visible() const { return c.records - std::min(c.records, pending_records); }
+  // `n` removed records into `to`: the refused ones first, the rest delivered.
+  // Returns how many were refused; take them off `refused` once committed.
+  uint64_t CountRemoved(uint64_t n, Counters& to) const {
+    const uint64_t r = std::min(n, refused);
+    to.delivered += n - r;
+    to.dead_lettered += r;
+    return r;
+  }
+  void ClearPending() {
+    refused -= std::min(refused, pending_records);
+    pending_records = 0;
+    pending_bytes = 0;
+  }
 };
 
 class QueueView final : public SinkQueue {
@@ -400,7 +421,8 @@ class QueueView final : public SinkQueue {
   QueueView(SqliteStore& store, QueueState& q) : store_(store), q_(q) {}
   Status Append(std::vector<Envelope> batch) override;
   StatusOr<std::vector<QueuedEnvelope>> Peek(size_t max, Millis wait) override;
-  Status Remove(uint64_t through_seq) override;
+  using SinkQueue::Remove;
+  Status Remove(uint64_t through_seq, uint64_t refused) override;
   void Close() override;
   size_t size() const override;
 
@@ -460,7 +482,7 @@ class SqliteStore final : public Store {
 
   // SinkQueue views.
   StatusOr<std::vector<QueuedEnvelope>> PeekQueue(QueueState& q, size_t max, Millis wait);
-  Status RemoveFromQueue(QueueState& q, uint64_t through_seq);
+  Status RemoveFromQueue(QueueState& q, uint64_t through_seq, uint64_t refused);
   void CloseQueue(QueueState& q);
   size_t QueueSize(QueueState& q);
 
@@ -523,7 +545,7 @@ class SqliteStore final : public Store {
   Status DeleteThrough(const QueueState& q, uint64_t through);
   // In the caller's transaction: deletes what HideDelivered hid and takes
   // it off `c` as delivered. The caller clears the pending counts once the
-  // transaction committed.
+  // transaction committed (QueueState::ClearPending).
   Status DeletePending(const QueueState& q, Counters& c);
   Status EvictOldest(const QueueState& q, uint64_t need, Counters& c);
   // One transaction for `commit`. Queues marked in `refused` (drop_newest on a
@@ -823,6 +845,15 @@ Status SqliteStore::OpenDb(bool* corrupt, std::string* reason) {
       if (!sqlite3_get_autocommit(db_)) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
       return failed(rc, s);
     }
+    // Added after schema 3 without a version change: older builds read and
+    // write such a store as before (their statements name their columns).
+    auto column = Strings("SELECT name FROM pragma_table_info('queues') WHERE name='dead_lettered'", &code);
+    if (!column.ok()) return failed(code, column.status());
+    if (column->empty()) {
+      rc = sqlite3_exec(db_, "ALTER TABLE queues ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0",
+                        nullptr, nullptr, nullptr);
+      if (rc != SQLITE_OK) return failed(rc, Sql(rc, "adding queues.dead_lettered"));
+    }
     if (!memory_) SetUpReserve();
   }
   auto version = Strings("SELECT value FROM meta WHERE key='schema_version'", &code);
@@ -881,6 +912,19 @@ Status SqliteStore::PrepareStatements() {
   found = Strings("SELECT name FROM sqlite_master WHERE name='checkpoint_parts'", &code);
   if (!found.ok()) return found.status();
   const bool parts = !found->empty();
+  // A read-only look at a store an older build wrote: no queues.dead_lettered
+  // (reads as 0; a read-only store never updates).
+  found = Strings("SELECT name FROM pragma_table_info('queues') WHERE name='dead_lettered'", &code);
+  if (!found.ok()) return found.status();
+  const bool dead_lettered = !found->empty();
+  const std::string select_queues =
+      std::string("SELECT id, sink, records, bytes, appended, delivered, dropped_oldest, "
+                  "dropped_newest, purged, last_seq, ") +
+      (dead_lettered ? "dead_lettered" : "0") + " FROM queues ORDER BY id";
+  const std::string update_queue =
+      std::string("UPDATE queues SET records=?2, bytes=?3, appended=?4, delivered=?5, "
+                  "dropped_oldest=?6, dropped_newest=?7, purged=?8, last_seq=max(last_seq, ?9)") +
+      (dead_lettered ? ", dead_lettered=?10" : "") + " WHERE id=?1";
   // Rows at or below the checkpoint may wait for their delete (see the top):
   // they are not read, nor counted.
   const std::string covered =
@@ -934,13 +978,9 @@ Status SqliteStore::PrepareStatements() {
        batches ? "INSERT INTO journal_batches(seq, first_seq, source, bytes, entries) "
                  "VALUES(?1, ?2, ?3, ?4, ?5)"
                : "SELECT 1"},
-      {&update_queue_,
-       "UPDATE queues SET records=?2, bytes=?3, appended=?4, delivered=?5, dropped_oldest=?6, "
-       "dropped_newest=?7, purged=?8, last_seq=max(last_seq, ?9) WHERE id=?1"},
+      {&update_queue_, update_queue.c_str()},
       {&insert_queue_, "INSERT INTO queues(sink) VALUES(?1)"},
-      {&select_queues_,
-       "SELECT id, sink, records, bytes, appended, delivered, dropped_oldest, dropped_newest, "
-       "purged, last_seq FROM queues ORDER BY id"},
+      {&select_queues_, select_queues.c_str()},
       {&queue_records_, "SELECT records FROM queues WHERE id=?1"},
       {&read_journal_, read_journal.c_str()},
       {&journal_high_, journal_high.c_str()},
@@ -1005,7 +1045,7 @@ Status SqliteStore::LoadNewQueues() {
       state->id = q.ColInt(0);
       state->sink = std::move(sink);
       state->c = {q.ColU64(2), q.ColU64(3), q.ColU64(4), q.ColU64(5),
-                  q.ColU64(6), q.ColU64(7), q.ColU64(8)};
+                  q.ColU64(6), q.ColU64(7), q.ColU64(8), q.ColU64(10)};
       fresh.push_back({std::move(state), q.ColU64(9)});
     }
     if (rc != SQLITE_DONE) return Sql(rc, "reading the queues");
@@ -1109,7 +1149,7 @@ Status SqliteStore::InTransaction(std::string_view what,
 Status SqliteStore::UpdateQueueRow(const QueueState& qs, const Counters& c, uint64_t last_seq) {
   Query q(update_queue_);
   q.Int(1, qs.id).U64(9, last_seq).U64(2, c.records).U64(3, c.bytes).U64(4, c.appended).U64(5, c.delivered)
-      .U64(6, c.dropped_oldest).U64(7, c.dropped_newest).U64(8, c.purged);
+      .U64(6, c.dropped_oldest).U64(7, c.dropped_newest).U64(8, c.purged).U64(10, c.dead_lettered);
   int rc = q.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Sql(rc, "updating queue figures");
 }
@@ -1137,7 +1177,7 @@ Status SqliteStore::DeletePending(const QueueState& q, Counters& c) {
   // HideDelivered counted them, and only a committed delete changes them.
   c.records -= std::min(c.records, q.pending_records);
   c.bytes -= std::min(c.bytes, q.pending_bytes);
-  c.delivered += q.pending_records;
+  q.CountRemoved(q.pending_records, c);
   return Status::Ok();
 }
 
@@ -1603,8 +1643,7 @@ Status SqliteStore::WriteOnce(const Commit& commit, const std::vector<bool>* ref
     ch.q->c = ch.c;
     ch.q->next_seq = ch.next_seq;
     if (ch.flushed_pending) {
-      ch.q->pending_records = 0;
-      ch.q->pending_bytes = 0;
+      ch.q->ClearPending();
       room = true;
     }
     if (ch.inserted) ch.q->rows_cv.notify_all();
@@ -1711,10 +1750,7 @@ StatusOr<uint64_t> SqliteStore::EvictToMakeRoom(QueueState& q, uint64_t need) {
   std::lock_guard<std::mutex> lock(mu_);
   total_bytes_ = total_bytes_ - q.c.bytes + c.bytes;
   q.c = c;
-  if (flushed) {
-    q.pending_records = 0;
-    q.pending_bytes = 0;
-  }
+  if (flushed) q.ClearPending();
   ++room_gen_;
   room_cv_.notify_all();
   return dropped;
@@ -1754,12 +1790,13 @@ Status SqliteStore::DeleteDelivered(QueueState& q, uint64_t through) {
     Counters c = q.c;
     c.records -= std::min(c.records, chunk_n);
     c.bytes -= std::min(c.bytes, chunk_b);
-    c.delivered += chunk_n;
+    const uint64_t refused = q.CountRemoved(chunk_n, c);
     s = InTransaction("deleting delivered records", [&]() -> Status {
       RETURN_IF_ERROR(DeleteThrough(q, upto));
       return UpdateQueueRow(q, c, 0);
     });
     if (!s.ok()) break;
+    q.refused -= refused;
     std::lock_guard<std::mutex> lock(mu_);
     total_bytes_ = total_bytes_ - q.c.bytes + c.bytes;
     q.c = c;
@@ -1828,9 +1865,10 @@ void SqliteStore::FlushDeletes() {
   }
 }
 
-Status SqliteStore::RemoveFromQueue(QueueState& q, uint64_t through_seq) {
+Status SqliteStore::RemoveFromQueue(QueueState& q, uint64_t through_seq, uint64_t refused) {
   if (options_.read_only) return ReadOnlyError();
   std::lock_guard<std::mutex> db_lock(db_mu_);
+  q.refused += refused;
   if (clock_.Now() - q.last_delete < kDeleteInterval && q.pending_records < kDeleteChunkRows) {
     // Deferred: hidden from Peek now, deleted with a later commit.
     uint64_t n = 0, b = 0;
@@ -2139,6 +2177,7 @@ StatusOr<std::vector<QueueStats>> SqliteStore::Stats() {
       st.dropped_oldest = q.ColU64(6);
       st.dropped_newest = q.ColU64(7);
       st.purged = q.ColU64(8);
+      st.dead_lettered = q.ColU64(10);
       out.push_back(std::move(st));
     }
     if (rc != SQLITE_DONE) return Sql(rc, "reading queue figures");
@@ -2153,7 +2192,10 @@ StatusOr<std::vector<QueueStats>> SqliteStore::Stats() {
       // Delivered, delete pending (disk full): report them as gone.
       st.records -= std::min(st.records, qs->pending_records);
       st.bytes -= std::min(st.bytes, qs->pending_bytes);
-      st.delivered += qs->pending_records;
+      Counters removed;
+      qs->CountRemoved(qs->pending_records, removed);
+      st.delivered += removed.delivered;
+      st.dead_lettered += removed.dead_lettered;
     }
     Query q(qs->oldest_ms);
     q.U64(1, qs->removed_through);
@@ -2189,14 +2231,14 @@ StatusOr<uint64_t> SqliteStore::Purge(const std::string& sink) {
       uint64_t n = 0, bytes = 0;
       RETURN_IF_ERROR(CountThrough(q, std::numeric_limits<int64_t>::max(), &n, &bytes));
       RETURN_IF_ERROR(DeleteThrough(q, std::numeric_limits<int64_t>::max()));
-      uint64_t delivered = std::min(n, q.pending_records);  // delivered, delete was pending
+      uint64_t removed = std::min(n, q.pending_records);  // delivered, delete was pending
       Counters& c = after[i];
       c = q.c;
-      c.delivered += delivered;
-      c.purged += n - delivered;
+      q.CountRemoved(removed, c);
+      c.purged += n - removed;
       c.records = 0;
       c.bytes = 0;
-      purged += n - delivered;
+      purged += n - removed;
       RETURN_IF_ERROR(UpdateQueueRow(q, c, 0));
     }
     return Status::Ok();
@@ -2207,7 +2249,8 @@ StatusOr<uint64_t> SqliteStore::Purge(const std::string& sink) {
     QueueState& q = *targets[i];
     total_bytes_ -= std::min(total_bytes_, q.c.bytes);
     q.c = after[i];
-    q.pending_records = q.pending_bytes = 0;
+    q.ClearPending();
+    q.refused = 0;
   }
   ++room_gen_;
   room_cv_.notify_all();
@@ -2227,7 +2270,9 @@ StatusOr<std::vector<QueuedEnvelope>> QueueView::Peek(size_t max, Millis wait) {
   return store_.PeekQueue(q_, max, wait);
 }
 
-Status QueueView::Remove(uint64_t through_seq) { return store_.RemoveFromQueue(q_, through_seq); }
+Status QueueView::Remove(uint64_t through_seq, uint64_t refused) {
+  return store_.RemoveFromQueue(q_, through_seq, refused);
+}
 
 void QueueView::Close() { store_.CloseQueue(q_); }
 

@@ -71,7 +71,8 @@ struct QueueStats {
   uint64_t dropped_oldest = 0;  // overflow drop_oldest
   uint64_t dropped_newest = 0;  // overflow drop_newest
   uint64_t purged = 0;          // deleted by Purge()
-  // Always: records == appended - delivered - dropped_oldest - purged.
+  uint64_t dead_lettered = 0;   // removed after the sink refused them for good
+  // Always: records == appended - delivered - dead_lettered - dropped_oldest - purged.
 };
 
 // Dead-letter figures, kept in the database and updated in the same

@@ -210,7 +210,8 @@ void DeliveryLoop::Run() {
       if (!Backoff(NextDelay())) break;
       continue;
     }
-    if (Status s = queue_.Remove(batch.back().seq); !s.ok()) {
+    const uint64_t refused = result.status.ok() ? std::min(result.rejected.size(), batch.size()) : batch.size();
+    if (Status s = queue_.Remove(batch.back().seq, refused); !s.ok()) {
       remove_log_.Log("sink '" + name_ + "': removing delivered records failed: " + s.ToString());
     }
     batch.clear();

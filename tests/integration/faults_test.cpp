@@ -142,7 +142,7 @@ std::string Listing(const std::string& dir) {
 
 // One sink's line of `sluice buffer stats`, read while the agent runs.
 struct BufferLine {
-  uint64_t records = 0, bytes = 0, appended = 0, delivered = 0, dropped_oldest = 0,
+  uint64_t records = 0, bytes = 0, appended = 0, delivered = 0, refused = 0, dropped_oldest = 0,
            dropped_newest = 0;
   std::string output;  // what the command printed, for failure messages
 };
@@ -169,7 +169,7 @@ std::optional<BufferLine> BufferStats(const TempDir& dir, const std::string& dat
     int64_t oldest = 0;
     if (!(in >> name) || name != sink) continue;
     if (in >> line.records >> line.bytes >> oldest >> line.appended >> line.delivered >>
-        line.dropped_oldest >> line.dropped_newest) {
+        line.refused >> line.dropped_oldest >> line.dropped_newest) {
       return line;
     }
   }

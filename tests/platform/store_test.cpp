@@ -126,9 +126,9 @@ QueueStats StatsOf(Store& store, const std::string& sink) {
 
 void CheckInvariant(const QueueStats& s) {
   INFO("sink " << s.sink << ": records " << s.records << " appended " << s.appended
-               << " delivered " << s.delivered << " dropped_oldest " << s.dropped_oldest
-               << " purged " << s.purged);
-  CHECK(s.records == s.appended - s.delivered - s.dropped_oldest - s.purged);
+               << " delivered " << s.delivered << " dead_lettered " << s.dead_lettered
+               << " dropped_oldest " << s.dropped_oldest << " purged " << s.purged);
+  CHECK(s.records == s.appended - s.delivered - s.dead_lettered - s.dropped_oldest - s.purged);
 }
 
 std::string ReadAll(const std::string& path) {
@@ -270,6 +270,45 @@ TEST_CASE("store: counters are exact after appends, drops and removes") {
   CHECK(s.appended == 25);
   CHECK(s.delivered == 3);
   CHECK(s.dropped_oldest == 15);
+  CheckInvariant(s);
+}
+
+TEST_CASE("store: records the sink refused count as dead-lettered, not delivered") {
+  TempDir dir;
+  const std::string path = dir.File("sluice.db");
+  {
+    auto store = OpenOk(path);
+    int q = AddOk(*store, "cloud");
+    AppendOk(*store, q, Records(0, 10));
+    SinkQueue& queue = *store->queue(q);
+    auto first = PeekOk(queue, 4);
+    REQUIRE(first.size() == 4);
+    REQUIRE(queue.Remove(first.back().seq, 4).ok());  // deleted at once
+    QueueStats s = StatsOf(*store, "cloud");
+    CHECK(s.delivered == 0);
+    CHECK(s.dead_lettered == 4);
+    CheckInvariant(s);
+    auto second = PeekOk(queue, 4);
+    REQUIRE(second.size() == 4);
+    REQUIRE(queue.Remove(second.back().seq, 1).ok());  // right after: the delete waits
+    s = StatsOf(*store, "cloud");
+    CHECK(s.records == 2);
+    CHECK(s.delivered == 3);
+    CHECK(s.dead_lettered == 5);
+    CheckInvariant(s);
+    AppendOk(*store, q, Records(10, 12));  // the commit carries the delete
+    s = StatsOf(*store, "cloud");
+    CHECK(s.delivered == 3);
+    CHECK(s.dead_lettered == 5);
+    CheckInvariant(s);
+    REQUIRE(queue.Remove(PeekOk(queue, 100).back().seq).ok());
+  }
+  auto store = OpenOk(path);  // the figures live in the file
+  QueueStats s = StatsOf(*store, "cloud");
+  CHECK(s.records == 0);
+  CHECK(s.appended == 12);
+  CHECK(s.delivered == 7);
+  CHECK(s.dead_lettered == 5);
   CheckInvariant(s);
 }
 

@@ -65,6 +65,12 @@ struct TestQueue {
     queue = store->queue(*store->AddQueue("s", QueueOptions{0, OverflowPolicy::kBlock}));
   }
   SinkQueue* operator->() { return queue; }
+  QueueStats Stats() {
+    auto all = store->Stats();
+    REQUIRE(all.ok());
+    REQUIRE(all->size() == 1);
+    return all->front();
+  }
   SinkQueue& operator*() { return *queue; }
   std::unique_ptr<Store> store;
   SinkQueue* queue;
@@ -144,6 +150,10 @@ TEST_CASE("a permanent failure dead-letters the batch instead of blocking the qu
   CHECK(sink.delivered == std::vector<std::string>{"r4", "r5"});
   CHECK(loop.counters().dead_lettered == 4);
   CHECK(loop.counters().delivered == 2);
+  // The queue's durable figures (`sluice buffer stats`, the metrics) agree.
+  QueueStats stats = queue.Stats();
+  CHECK(stats.delivered == 2);
+  CHECK(stats.dead_lettered == 4);
 }
 
 TEST_CASE("records refused one by one are dead-lettered, the rest delivered") {
@@ -157,6 +167,9 @@ TEST_CASE("records refused one by one are dead-lettered, the rest delivered") {
   CHECK(sink.delivered == std::vector<std::string>{"r0", "r2"});
   REQUIRE(dead.letters.size() == 1);
   CHECK(dead.letters[0].reason.find("too large") != std::string::npos);
+  QueueStats stats = queue.Stats();
+  CHECK(stats.delivered == 2);
+  CHECK(stats.dead_lettered == 1);
 }
 
 TEST_CASE("stop gives up after the drain deadline and leaves records queued") {
