@@ -57,6 +57,8 @@ const KeyList kTlsKeys = {"ca", "cert", "key"};
 const KeyList kSaslKeys = {"mechanism", "username", "password"};
 const KeyList kTimeKeys = {"field", "unit"};
 const KeyList kPipelineKeys = {"from", "where", "window", "group_by", "aggregate", "alert", "to"};
+// Windows a reading of a hopping window counts in at once (size / step).
+constexpr int64_t kMaxHoppingOverlap = 1000;
 const KeyList kWindowKeys = {"type", "size", "step", "gap", "lateness", "idle"};
 const KeyList kAlertKeys = {"when", "clear", "for", "renotify", "severity", "key", "labels"};
 const KeyList kBufferKeys = {"max_size", "overflow", "sync"};
@@ -910,6 +912,15 @@ std::optional<WindowConfig> Checker::ReadWindow(const Item& item) {
       const Item& step = m->Find("step")->value;
       Error(step, "expected a step no longer than the window size (" +
                       m->Find("size")->value.node.Scalar() + "); got " +
+                      Quoted(step.node.Scalar()));
+      ok = false;
+    } else if (ok && w.size.count() / std::max<int64_t>(1, w.step.count()) > kMaxHoppingOverlap) {
+      // Each reading is added to size/step windows: "1ms" for "1m" would make
+      // every reading cost millions of updates and stall the pipeline.
+      const Item& step = m->Find("step")->value;
+      Error(step, "expected a step of at least 1/" + std::to_string(kMaxHoppingOverlap) +
+                      " of the window size (" + m->Find("size")->value.node.Scalar() +
+                      "): each reading counts in size/step windows; got " +
                       Quoted(step.node.Scalar()));
       ok = false;
     }

@@ -620,6 +620,15 @@ TEST_CASE("pipeline operators are checked", "[config][loader][invalid]") {
                     "pipelines.p.window.step: expected a step no longer than the window size "
                     "(1m); got '2m'");
   }
+  SECTION("hopping step far too small for the size (1ms for 1m)") {
+    RequireOneError(head +
+                        "    window: { type: hopping, size: 1h, step: 1ms }\n"
+                        "    aggregate: { n: count() }\n" +
+                        tail,
+                    8, 46,
+                    "pipelines.p.window.step: expected a step of at least 1/1000 of the window "
+                    "size (1h): each reading counts in size/step windows; got '1ms'");
+  }
   SECTION("a key of another window type") {
     RequireOneError(head +
                         "    window: { type: tumbling, size: 1m, gap: 5s }\n"
