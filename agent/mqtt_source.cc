@@ -26,6 +26,10 @@ constexpr Millis kConnectTimeout{10000};
 constexpr Millis kSubscribeTimeout{10000};
 constexpr Millis kWriteTimeout{10000};
 constexpr uint16_t kKeepAliveSeconds = 30;
+// A connection lost sooner than this after its subscription does not reset
+// the backoff: a broker that drops us at once (another client took our
+// client id, a limit, a bridge loop) is not hammered several times a second.
+constexpr Millis kStableConnection{10000};
 // Read at least this much at a time: at full load one read brings hundreds
 // of messages, which then share one commit.
 constexpr size_t kReadChunk = 64 * 1024;
@@ -137,12 +141,19 @@ class MqttSource::Impl {
         retry_now_ = false;
         continue;
       }
-      if (subscribed_) {
+      const bool brief = subscribed_ && clock_.Now() - subscribed_at_ < kStableConnection;
+      if (subscribed_ && !brief) {
         LogWarn("source '", config_.name, "': connection to ", config_.url, " lost: ",
                 s.message(), "; reconnecting");
         said_failing = false;
         backoff = kInitialBackoff;
-      } else if (!said_failing) {
+      } else if (brief && !said_failing) {
+        LogWarn("source '", config_.name, "': connection to ", config_.url,
+                " lost right after it was set up: ", s.message(),
+                "; retrying with backoff up to ", kMaxBackoff.count() / 1000,
+                "s (is another client connected with client id '", config_.client_id, "'?)");
+        said_failing = true;
+      } else if (!subscribed_ && !said_failing) {
         LogWarn("source '", config_.name, "': cannot connect to ", config_.url, ": ", s.message(),
                 "; retrying with backoff up to ", kMaxBackoff.count() / 1000, "s");
         said_failing = true;
@@ -152,7 +163,7 @@ class MqttSource::Impl {
       jitter ^= jitter << 17;
       Millis delay(backoff.count() / 2 +
                    static_cast<int64_t>(jitter % static_cast<uint64_t>(backoff.count() / 2 + 1)));
-      if (!subscribed_) backoff = std::min(kMaxBackoff, backoff * 2);
+      if (!subscribed_ || brief) backoff = std::min(kMaxBackoff, backoff * 2);
       std::unique_lock<std::mutex> lock(mu_);
       if (!stopping_) clock_.WaitUntil(lock, wake_, clock_.Now() + delay);
     }
@@ -401,6 +412,7 @@ class MqttSource::Impl {
           }
         }
         subscribed_ = true;
+        subscribed_at_ = clock_.Now();
         counters_.connected.store(true);
         LogInfo("source '", config_.name, "': connected to ", config_.url, " (MQTT ",
                 version_ == 5 ? "5" : "3.1.1", "), subscribed to ", config_.topics.size(),
@@ -513,6 +525,7 @@ class MqttSource::Impl {
   SteadyTime last_sent_;
   SteadyTime last_received_;
   bool subscribed_ = false;
+  SteadyTime subscribed_at_;
   SteadyTime last_batch_;
   double arrivals_per_ms_ = 0;  // NoteArrivals
   bool retry_now_ = false;  // a broker that refused MQTT 5: try 3.1.1 at once

@@ -275,6 +275,15 @@ class Checker {
 
   void CheckReferences();
   void ApplyDefaults();
+  // A broker keeps one connection per client id and drops the older each
+  // time the other connects: two users of one id would take turns forever.
+  void ClaimClientId(const Item& item, const std::string& id, const std::string& user) {
+    auto [it, fresh] = client_ids_.emplace(id, user);
+    if (!fresh) {
+      Error(item, "client id " + Quoted(id) + " is already used by " + it->second +
+                      "; the broker would drop one connection each time the other connects");
+    }
+  }
 
   std::string_view text_;
   std::string file_;
@@ -284,6 +293,8 @@ class Checker {
   std::set<std::string> secret_values_;
 
   bool agent_id_set_ = false;
+  // Client ids given in the file, and who uses each.
+  std::map<std::string, std::string> client_ids_;
   std::vector<bool> source_client_id_set_;
   std::vector<bool> sink_client_id_set_;
   std::vector<PipelineRefs> pipeline_refs_;  // parallel to config_.pipelines
@@ -731,7 +742,10 @@ void Checker::ReadSource(const Entry& entry) {
     }
   }
   if (const Entry* e = m->Find("client_id")) {
-    if (auto v = AsString(e->value, "an MQTT client id")) s.client_id = *v;
+    if (auto v = AsString(e->value, "an MQTT client id")) {
+      s.client_id = *v;
+      ClaimClientId(e->value, *v, "source '" + s.name + "'");
+    }
   }
   source_client_id_set_.push_back(!s.client_id.empty());
   if (Require(*m, "topics", "a list of topic filters such as [\"sensors/+/+\"]")) {
@@ -1357,7 +1371,10 @@ MqttSinkConfig Checker::ReadMqttSink(const MapView& m) {
     if (auto v = AsQos(e->value)) q.qos = *v;
   }
   if (const Entry* e = m.Find("client_id")) {
-    if (auto v = AsString(e->value, "an MQTT client id")) q.client_id = *v;
+    if (auto v = AsString(e->value, "an MQTT client id")) {
+      q.client_id = *v;
+      ClaimClientId(e->value, *v, "an MQTT sink");
+    }
   }
   if (const Entry* e = m.Find("username")) {
     if (auto v = AsSecret(e->value)) q.username = *v;

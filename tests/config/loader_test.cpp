@@ -533,6 +533,14 @@ TEST_CASE("source settings are checked", "[config][loader][invalid]") {
     RequireOneError(head + topics + "    client_id:\n" + rest, 5, 5,
                     "sources.plant.client_id: expected an MQTT client id; got nothing");
   }
+  SECTION("two sources with one client id") {
+    RequireOneError(head + topics + "    client_id: gw-1\n" +
+                        "  yard:\n    url: tcp://127.0.0.1:1883\n" + topics + "    client_id: gw-1\n" +
+                        rest,
+                    9, 16,
+                    "sources.yard.client_id: client id 'gw-1' is already used by source 'plant'; "
+                    "the broker would drop one connection each time the other connects");
+  }
 }
 
 TEST_CASE("pipeline references are checked", "[config][loader][invalid]") {

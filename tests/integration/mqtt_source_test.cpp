@@ -598,6 +598,36 @@ sinks:
   }
 }
 
+TEST_CASE("agent: a client id another client takes backs off instead of reconnecting several "
+          "times a second", "[integration][mqtt]") {
+  Rig rig;
+  rig.WriteConfig({.client_id = "", .session = "clean", .qos = 1});
+  rig.StartAgent();
+  // A second agent with the same client id: the broker drops whichever
+  // connected first, each time the other connects.
+  std::string second = ReadFile(rig.config_path());
+  Fill(&second, rig.data_dir(), rig.dir().File("data-2"));
+  Fill(&second, rig.sink_path(), rig.dir().File("out-2.jsonl"));
+  WriteFile(rig.dir().File("second.yaml"), second);
+  ChildOptions logs;
+  logs.stderr_path = rig.dir().File("second.log");
+  ChildProcess other({SluiceBinary(), "run", "-c", rig.dir().File("second.yaml")}, logs);
+  std::this_thread::sleep_for(8s);
+  const std::string log = rig.AgentLog();
+  INFO("agent log:\n" << log << "\nsecond agent's log:\n" << ReadFile(rig.dir().File("second.log")));
+  size_t connects = 0;
+  for (size_t at = log.find("connected to"); at != std::string::npos; at = log.find("connected to", at + 1)) {
+    ++connects;
+  }
+  // Without backoff the two took turns ~13 times a second (~100 in 8 s);
+  // with it the waits double from 100 ms: a handful.
+  CHECK(connects >= 2);
+  CHECK(connects <= 20);
+  CHECK(log.find("is another client connected with client id '" + rig.client_id() + "'?") !=
+        std::string::npos);
+  other.Stop(SIGTERM, 30s);
+}
+
 TEST_CASE("agent: SIGTERM and SIGINT stop it with exit code 0 within seconds",
           "[integration][mqtt]") {
   const int sig = GENERATE(SIGTERM, SIGINT);
