@@ -151,6 +151,7 @@ class Agent::Impl {
       out.sources.push_back({source->name(), c.messages.load(std::memory_order_relaxed),
                              c.bytes.load(std::memory_order_relaxed),
                              c.decode_errors.load(std::memory_order_relaxed),
+                             c.retained_skipped.load(std::memory_order_relaxed),
                              c.connected.load(std::memory_order_relaxed)});
     }
     // Operator figures as of the last tick: never the pipelines' lock.

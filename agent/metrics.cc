@@ -180,6 +180,12 @@ std::string FormatPrometheus(const AgentSnapshot& s, const ProcessFigures& proce
     e.Sample("sluice_source_decode_errors_total", {{"source", src.name}},
              AsDouble(src.decode_errors));
   }
+  e.Family("sluice_source_retained_skipped_total", "counter",
+           "Retained copies the broker sent at subscribe time, not taken as readings.");
+  for (const auto& src : s.sources) {
+    e.Sample("sluice_source_retained_skipped_total", {{"source", src.name}},
+             AsDouble(src.retained_skipped));
+  }
   e.Family("sluice_source_connected", "gauge", "1 while the source is connected to its broker.");
   for (const auto& src : s.sources) {
     e.Sample("sluice_source_connected", {{"source", src.name}}, src.connected ? 1 : 0);
@@ -391,7 +397,8 @@ std::string FormatStatusJson(const AgentSnapshot& s) {
                        {"connected", src.connected},
                        {"messages", src.messages},
                        {"bytes", src.bytes},
-                       {"decode_errors", src.decode_errors}});
+                       {"decode_errors", src.decode_errors},
+                       {"retained_skipped", src.retained_skipped}});
   }
   doc["sources"] = std::move(sources);
   json pipelines = json::array();

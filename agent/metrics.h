@@ -43,6 +43,7 @@ struct AgentSnapshot {
     uint64_t messages = 0;
     uint64_t bytes = 0;  // payload bytes
     uint64_t decode_errors = 0;
+    uint64_t retained_skipped = 0;  // the broker's stored copies, sent at subscribe
     bool connected = false;
   };
   std::vector<Source> sources;

@@ -445,6 +445,14 @@ class MqttSource::Impl {
       const mqtt::Publish& p = batch_[i];
       counters_.messages.fetch_add(1, std::memory_order_relaxed);
       counters_.bytes.fetch_add(p.payload.size(), std::memory_order_relaxed);
+      if (p.retain) {
+        // The broker's stored copy, sent because we subscribed (a live
+        // message reaches a subscription with the flag cleared): it repeats
+        // a reading already published, so every restart or reconnect would
+        // count it again. Acknowledged with the batch like the others.
+        counters_.retained_skipped.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
       Status s = decoder_.Decode(p.topic, p.payload, arrival, &records_[i]);
       if (!s.ok()) {
         counters_.decode_errors.fetch_add(1, std::memory_order_relaxed);

@@ -44,6 +44,7 @@ struct SourceCounters {
   std::atomic<uint64_t> messages{0};
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> decode_errors{0};
+  std::atomic<uint64_t> retained_skipped{0};
   std::atomic<bool> connected{false};
 };
 

@@ -22,7 +22,7 @@ AgentSnapshot Sample() {
   s.now_ms = 1'700'000'010'000;
   s.started_ms = 1'700'000'000'000;
   s.uptime_seconds = 10;
-  s.sources.push_back({"plant", 12, 340, 2, true});
+  s.sources.push_back({"plant", 12, 340, 2, 3, true});
   AgentSnapshot::Pipeline p;
   p.name = "temp_1m";
   p.readings = 10;
@@ -118,6 +118,7 @@ TEST_CASE("FormatPrometheus: HELP and TYPE once per family before its samples, l
     CHECK(HasLine(text, "# TYPE sluice_source_messages_total counter"));
     CHECK(HasLine(text, "sluice_source_messages_total{source=\"plant\"} 12"));
     CHECK(HasLine(text, "sluice_source_decode_errors_total{source=\"plant\"} 2"));
+    CHECK(HasLine(text, "sluice_source_retained_skipped_total{source=\"plant\"} 3"));
     CHECK(HasLine(text, "sluice_source_connected{source=\"plant\"} 1"));
     CHECK(HasLine(text, "sluice_pipeline_late_total{pipeline=\"temp_1m\"} 1"));
     CHECK(HasLine(text, "sluice_pipeline_filtered_total{pipeline=\"temp_1m\"} 4"));
@@ -166,7 +167,7 @@ TEST_CASE("FormatPrometheus: connection, store scan and checkpoint figures when 
 TEST_CASE("CheckReadiness names every cause") {
   AgentSnapshot s = Sample();
   CHECK(CheckReadiness(s).ready);
-  s.sources.push_back({"backup", 0, 0, 0, false});
+  s.sources.push_back({"backup", 0, 0, 0, 0, false});
   s.store.writable = false;
   Readiness r = CheckReadiness(s);
   CHECK_FALSE(r.ready);

@@ -417,6 +417,48 @@ TEST_CASE("agent: a persistent session gets what was published while the agent w
   CHECK(rig.StopAgent() == 0);
 }
 
+TEST_CASE("agent: the broker's retained copy is not taken again at each subscribe",
+          "[integration][mqtt]") {
+  Rig rig;
+  rig.WriteConfig({.client_id = "", .session = "clean", .qos = 1});
+  const std::string topic = "sensors/site-01/dev-1";
+  {  // published before the agent ever subscribed: old news by then
+    TestPublisher pub(rig.broker().url());
+    pub.Publish(topic, TestPublisher::NumberedPayload(0), 1, /*retain=*/true);
+  }
+  SinkReader sink(rig.sink_path());
+  auto publish_and_wait = [&](int64_t first, int64_t count) {
+    TestPublisher pub(rig.broker().url());
+    // Devices that publish their state retained: live, the flag is cleared.
+    for (int64_t n = first; n < first + count; ++n) {
+      pub.Publish(topic, TestPublisher::NumberedPayload(n), 1, /*retain=*/true);
+    }
+    const auto want = Range(first, count);
+    REQUIRE(WaitUntil(
+        [&] {
+          sink.Poll();
+          return sink.HasAll(want);
+        },
+        kPatience));
+  };
+  rig.StartAgent();
+  publish_and_wait(1, 5);
+  // Each start (clean session) subscribes anew and the broker replays the
+  // retained reading 5; reading 6 comes after that replay.
+  REQUIRE(rig.StopAgent() == 0);
+  rig.StartAgent();
+  publish_and_wait(6, 1);
+  REQUIRE(rig.StopAgent() == 0);
+  sink.Poll();
+  INFO("agent log:\n" << rig.AgentLog());
+  CHECK(sink.Count(0) == 0);
+  for (int64_t n = 1; n <= 6; ++n) {
+    CAPTURE(n);
+    CHECK(sink.Count(n) == 1);
+  }
+  CHECK(sink.records().size() == 6);
+}
+
 TEST_CASE("agent: malformed payloads go to the dead-letter table, good ones flow on",
           "[integration][mqtt]") {
   Rig rig;
