@@ -69,6 +69,13 @@ TEST_CASE("RFC 3339 parsing") {
   CHECK(ParseRfc3339Millis("2000-02-29T12:00:00.5Z") == 951825600500);
   CHECK(ParseRfc3339Millis("1969-12-31T23:59:59Z") == -1000);
   CHECK_FALSE(ParseRfc3339Millis("2000-13-01T00:00:00Z"));
+  // Days the month does not have are refused, not rolled into the next one.
+  CHECK(ParseRfc3339Millis("2024-02-29T00:00:00Z") == 1709164800000);
+  CHECK_FALSE(ParseRfc3339Millis("2026-02-29T00:00:00Z"));
+  CHECK_FALSE(ParseRfc3339Millis("2026-02-30T21:44:52Z"));
+  CHECK_FALSE(ParseRfc3339Millis("2026-04-31T00:00:00Z"));
+  CHECK_FALSE(ParseRfc3339Millis("2100-02-29T00:00:00Z"));
+  CHECK(ParseRfc3339Millis("2026-12-31T23:59:59Z") == 1798761599000);
   CHECK_FALSE(ParseRfc3339Millis("2000-01-01 00:00:00"));
   CHECK_FALSE(ParseRfc3339Millis("2000-01-01T00:00:00Zjunk"));
   CHECK_FALSE(ParseRfc3339Millis(""));
