@@ -172,6 +172,7 @@ StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
     std::optional<std::string> userinfo = PercentDecode(authority.substr(0, at));
     if (!userinfo) return Status::InvalidArgument("url: bad %-escape in the user name or password");
     if (userinfo->find(':') == std::string::npos) *userinfo += ':';
+    out.password = userinfo->substr(userinfo->find(':') + 1);
     out.authorization = "Basic " + Base64(*userinfo);
     authority.remove_prefix(at + 1);
   }

@@ -45,6 +45,7 @@ struct HttpUrl {
   std::string target;         // path and query as sent, at least "/"
   std::string host_header;    // the Host: value
   std::string authorization;  // "Basic …" from user:password@, else empty
+  std::string password;       // from user:password@, decoded; for redacting echoes
   std::string display;        // scheme://host[:port]/path, no credentials, query as "?…"
 };
 

@@ -117,12 +117,28 @@ class HttpSink : public Sink {
     const Millis timeout = std::max(Millis(1), config_.timeout);
     client_ = std::make_unique<HttpClient>(std::move(*url), tls ? &*tls : nullptr, timeout,
                                            kBodyKeptBytes);
-    fixed_headers_ = {"Content-Type: application/json",
-                      std::string("User-Agent: sluice/") + build_info::kVersion};
+    // Content-Type and User-Agent in `headers` replace the sink's own.
+    auto configured = [&](std::string_view name) {
+      return std::any_of(config_.headers.begin(), config_.headers.end(),
+                         [&](const auto& h) { return EqualsIgnoreCase(h.first, name); });
+    };
+    fixed_headers_.clear();
+    if (!configured("Content-Type")) fixed_headers_.push_back("Content-Type: application/json");
+    if (!configured("User-Agent")) {
+      fixed_headers_.push_back(std::string("User-Agent: sluice/") + build_info::kVersion);
+    }
     if (config_.gzip) fixed_headers_.push_back("Content-Encoding: gzip");
     for (const auto& [header, value] : config_.headers) {
       fixed_headers_.push_back(header + ": " + value.value());
+      secrets_.push_back(value.value());
     }
+    if (!url->authorization.empty()) {
+      secrets_.push_back(url->authorization.substr(url->authorization.find(' ') + 1));
+      secrets_.push_back(url->password);
+    }
+    // The longest first: one secret may contain another.
+    std::sort(secrets_.begin(), secrets_.end(),
+              [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
     return Status::Ok();
   }
 
@@ -168,7 +184,8 @@ class HttpSink : public Sink {
     if (const std::string* location = reply->Header("Location")) {
       response.location = Excerpt(*location);
     }
-    response.body_excerpt = RedactHeaderValues(Excerpt(reply->body));
+    // Redacted before the cut, so that no part of a secret is left at its end.
+    response.body_excerpt = Excerpt(RedactSecrets(reply->body));
     const int64_t now_ms = std::chrono::duration_cast<Millis>(
                                std::chrono::system_clock::now().time_since_epoch())
                                .count();
@@ -187,11 +204,11 @@ class HttpSink : public Sink {
     return Status(StatusCode::kAborted, request_context_ + ": " + what);
   }
 
-  // A receiver that echoes the request must not put a header's secret value
-  // into our logs.
-  std::string RedactHeaderValues(std::string text) const {
-    for (const auto& [header, value] : config_.headers) {
-      const std::string& secret = value.value();
+  // A receiver that echoes the request must not put a header's value or the
+  // url's credentials (the Basic token, the password) into our logs, the
+  // sink's last error or a dead letter.
+  std::string RedactSecrets(std::string text) const {
+    for (const std::string& secret : secrets_) {
       if (secret.size() < 4) continue;
       for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
         text.replace(at, secret.size(), "<secret>");
@@ -203,6 +220,7 @@ class HttpSink : public Sink {
   const std::string name_;
   const config::HttpSinkConfig config_;
   std::string request_context_;  // "sink 'ops': POST https://host/path"
+  std::vector<std::string> secrets_;  // redacted from what the server answers
   std::vector<std::string> fixed_headers_;  // every request's, the key appended per request
   std::unique_ptr<HttpClient> client_;
 
@@ -335,10 +353,19 @@ Status CheckHttpSink(const config::HttpSinkConfig& config) {
                                      "' is not a valid HTTP header name");
     }
     // The request's framing is the sink's: a second length or coding
-    // would make the receiver read another body than the one sent.
-    for (const char* framing : {"Content-Length", "Transfer-Encoding", "Host"}) {
-      if (EqualsIgnoreCase(header, framing)) {
+    // would make the receiver read another body than the one sent, a second
+    // key could make it drop batches it never saw.
+    for (const char* own : {"Content-Length", "Transfer-Encoding", "Host", "Content-Encoding",
+                            "Idempotency-Key"}) {
+      if (EqualsIgnoreCase(header, own)) {
         return Status::InvalidArgument("header '" + header + "' is set by the sink itself");
+      }
+    }
+    if (EqualsIgnoreCase(header, "Authorization") && config.url.find('@') != std::string::npos) {
+      StatusOr<HttpUrl> url = ParseHttpUrl(config.url);
+      if (url.ok() && !url->authorization.empty()) {
+        return Status::InvalidArgument(
+            "header 'Authorization' and credentials in the url: give one of them");
       }
     }
     if (value.value().find_first_of("\r\n") != std::string::npos) {

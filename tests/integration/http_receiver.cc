@@ -12,6 +12,7 @@
 //
 //   {"time_ms":…,"mono_ms":…,"method":"POST","path":"/ingest","status":200,
 //    "idempotency_key":"…","content_encoding":"gzip","content_type":"application/json",
+//    "content_type_count":<Content-Type headers in the request>,
 //    "user_agent":"sluice/0.1.0","content_length":<bytes on the wire>,
 //    "body_bytes":<decoded bytes>,"records":<array length, -1 if not an array>,
 //    "ids":[<each element's "id">],"body":<the decoded body as JSON, or a string>,
@@ -197,6 +198,7 @@ int main(int argc, char** argv) {
     line["idempotency_key"] = req.get_header_value("Idempotency-Key");
     line["content_encoding"] = req.get_header_value("Content-Encoding");
     line["content_type"] = req.get_header_value("Content-Type");
+    line["content_type_count"] = req.get_header_value_count("Content-Type");
     line["user_agent"] = req.get_header_value("User-Agent");
     line["content_length"] = std::atoll(req.get_header_value("Content-Length").c_str());
     nlohmann::json headers = nlohmann::json::object();

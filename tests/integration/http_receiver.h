@@ -44,6 +44,7 @@ struct ReceivedRequest {
   std::string idempotency_key;
   std::string content_encoding;
   std::string content_type;
+  int content_type_count = 0;  // Content-Type headers in the request
   std::string user_agent;
   int64_t content_length = 0;  // bytes on the wire (compressed when gzip)
   int64_t body_bytes = 0;      // bytes after decoding

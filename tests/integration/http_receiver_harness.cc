@@ -128,6 +128,7 @@ std::vector<ReceivedRequest> HttpReceiver::Requests() const {
     r.idempotency_key = j.value("idempotency_key", "");
     r.content_encoding = j.value("content_encoding", "");
     r.content_type = j.value("content_type", "");
+    r.content_type_count = j.value("content_type_count", 0);
     r.user_agent = j.value("user_agent", "");
     r.content_length = j.value("content_length", int64_t{0});
     r.body_bytes = j.value("body_bytes", int64_t{0});
