@@ -1315,12 +1315,20 @@ HttpSinkConfig Checker::ReadHttpSink(const MapView& m) {
     if (std::optional<MapView> b =
             AsMap(e->value, "a map such as {max_records: 500, max_delay: 1s}", kBatchKeys)) {
       if (const Entry* r = b->Find("max_records")) {
-        if (auto v = AsInt(r->value, 1, 1000000, "a number of records from 1 to 1000000")) {
+        // A batch is read from the outbox in one go of at most 4096 records
+        // and 8 MiB (the store's limits): more would be silently less.
+        if (auto v = AsInt(r->value, 1, 4096, "a number of records from 1 to 4096")) {
           h.max_records = static_cast<int>(*v);
         }
       }
       if (const Entry* r = b->Find("max_bytes")) {
-        if (auto v = AsSize(r->value, true)) h.max_bytes = *v;
+        if (auto v = AsSize(r->value, true)) {
+          if (*v > (8ull << 20)) {
+            Error(r->value, "expected at most 8MiB; got " + Quoted(r->value.node.Scalar()));
+          } else {
+            h.max_bytes = *v;
+          }
+        }
       }
       if (const Entry* r = b->Find("max_delay")) {
         if (auto v = AsDuration(r->value, false)) h.max_delay = *v;

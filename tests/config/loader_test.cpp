@@ -778,6 +778,14 @@ TEST_CASE("sink settings are checked", "[config][loader][invalid]") {
     RequireOneError(head + "    type: http\n    url: https://h/x\n    batch: { max_bytes: 10XB }\n",
                     13, 25, "sinks.console.batch.max_bytes: expected a size such as 512MiB");
   }
+  SECTION("http batch larger than one read of the outbox") {
+    RequireOneError(head + "    type: http\n    url: https://h/x\n    batch: { max_records: 10000 }\n",
+                    13, 27,
+                    "sinks.console.batch.max_records: expected a number of records from 1 to 4096; "
+                    "got 10000");
+    RequireOneError(head + "    type: http\n    url: https://h/x\n    batch: { max_bytes: 16MiB }\n",
+                    13, 25, "sinks.console.batch.max_bytes: expected at most 8MiB; got '16MiB'");
+  }
   SECTION("http tls with a plain http url") {
     RequireOneError(head + "    type: http\n    url: http://h/x\n    tls: {}\n", 13, 5,
                     "'tls' needs an https:// url");
