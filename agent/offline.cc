@@ -92,9 +92,13 @@ int RunOffline(const std::string& config_path, const std::string& input_path) {
   PipelineRunner runner(std::move(*pipelines), **store, dead_letters);
   runner.SetUnbounded();
 
-  std::vector<operators::JsonDecoder> decoders;
+  // A line without "arrival" arrives at its event time: never ahead of it.
+  std::vector<operators::JsonDecoder> decoders, decoders_at_event_time;
   for (const config::SourceConfig& s : config->sources) {
-    decoders.emplace_back(DecodeOptionsFor(*config, s));
+    operators::DecodeOptions options = DecodeOptionsFor(*config, s);
+    decoders.emplace_back(options);
+    options.max_ahead_ms = 0;
+    decoders_at_event_time.emplace_back(options);
   }
 
   std::string line;
@@ -125,7 +129,8 @@ int RunOffline(const std::string& config_path, const std::string& input_path) {
     if (source < 0) return Fail(where + "topic '" + topic->get<std::string>() + "' matches no source's topics");
 
     std::string bytes = payload->is_string() ? payload->get<std::string>() : payload->dump();
-    Status s = decoders[source].Decode(topic->get<std::string>(), bytes, arrival, &record);
+    Status s = (has_arrival ? decoders : decoders_at_event_time)[source].Decode(
+        topic->get<std::string>(), bytes, arrival, &record);
     if (!s.ok()) {
       DeadLetter letter{arrival, "source", config->sources[source].name,
                         topic->get<std::string>(), std::string(s.message()), bytes};

@@ -184,6 +184,7 @@ operators::DecodeOptions DecodeOptionsFor(const config::Config& config,
   if (source.time) {
     d.time_field = source.time->field;
     d.time_unit = ToDecoderUnit(source.time->unit);
+    d.max_ahead_ms = source.time->max_ahead.count();
   }
   if (!source.topic_fields.empty()) {
     auto pattern = operators::TopicPattern::Parse(source.topic_fields);

@@ -64,6 +64,9 @@ enum class TimeUnit { kSeconds, kMillis, kMicros, kNanos, kRfc3339 };
 struct TimeConfig {
   std::string field;                  // payload field holding the event time
   TimeUnit unit = TimeUnit::kMillis;
+  // Readings whose event time is further ahead of their arrival are refused:
+  // one would move every window pipeline's watermark that far ahead.
+  Millis max_ahead{5 * 60 * 1000};
 };
 
 struct SourceConfig {

@@ -55,7 +55,7 @@ const KeyList kSourceKeys = {"type",    "url",      "tls",      "client_id",    
                              "session", "username", "password", "topic_fields", "format", "time"};
 const KeyList kTlsKeys = {"ca", "cert", "key"};
 const KeyList kSaslKeys = {"mechanism", "username", "password"};
-const KeyList kTimeKeys = {"field", "unit"};
+const KeyList kTimeKeys = {"field", "unit", "max_ahead"};
 const KeyList kPipelineKeys = {"from", "where", "window", "group_by", "aggregate", "alert", "to"};
 // Windows a reading of a hopping window counts in at once (size / step).
 constexpr int64_t kMaxHoppingOverlap = 1000;
@@ -823,6 +823,13 @@ void Checker::ReadSource(const Entry& entry) {
             {"rfc3339", TimeUnit::kRfc3339}};
         if (auto v = AsChoice(u->value, {"s", "ms", "us", "ns", "rfc3339"})) {
           time.unit = kUnits.find(*v)->second;
+        } else {
+          ok = false;
+        }
+      }
+      if (const Entry* a = tm->Find("max_ahead")) {
+        if (auto v = AsDuration(a->value, true)) {
+          time.max_ahead = *v;
         } else {
           ok = false;
         }

@@ -4,6 +4,7 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -525,6 +526,22 @@ int ParseDigits(std::string_view s, size_t pos, size_t n, bool* ok) {
   return v;
 }
 
+// "42 s", "3.5 min", "2.0 h", "365.0 days": how far ahead, for a reason.
+std::string AheadText(int64_t ms) {
+  char text[32];
+  const double s = static_cast<double>(ms) / 1000;
+  if (s < 120) {
+    std::snprintf(text, sizeof text, "%.0f s", s);
+  } else if (s < 7200) {
+    std::snprintf(text, sizeof text, "%.1f min", s / 60);
+  } else if (s < 2 * 86400) {
+    std::snprintf(text, sizeof text, "%.1f h", s / 3600);
+  } else {
+    std::snprintf(text, sizeof text, "%.1f days", s / 86400);
+  }
+  return text;
+}
+
 int DaysInMonth(int year, int month) {
   static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
@@ -717,6 +734,14 @@ Status JsonDecoder::Decode(std::string_view topic, std::string_view payload, int
                   (options_.time_unit == TimeUnit::kRfc3339
                        ? std::string("an RFC 3339 timestamp string")
                        : std::string("a number in ") + UnitName(options_.time_unit)));
+    }
+    if (options_.max_ahead_ms > 0 && *t - arrival_ms > options_.max_ahead_ms) {
+      // A clock set wrong (a year, a time zone) would move the watermark of
+      // every window pipeline that far ahead, and every other device's
+      // readings would be late from then on.
+      return fail("event time " + std::to_string(*t) + " is " + AheadText(*t - arrival_ms) +
+                  " ahead of the gateway's clock (more than time.max_ahead, " +
+                  AheadText(options_.max_ahead_ms) + "): is the device's clock right?");
     }
     out->event_time_ms = *t;
   }

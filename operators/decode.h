@@ -37,6 +37,8 @@ enum class TimeUnit { kSeconds, kMillis, kMicros, kNanos, kRfc3339 };
 struct DecodeOptions {
   std::optional<std::string> time_field;  // absent: event time = arrival time
   TimeUnit time_unit = TimeUnit::kMillis;
+  // An event time more than this ahead of the arrival is refused; 0: any.
+  int64_t max_ahead_ms = 0;
   std::optional<TopicPattern> topic_fields;
   Projection projection;
 };

@@ -117,7 +117,7 @@ sources:
     password: "p@ss"
     topic_fields: "sensors/{site}/{device}"
     format: json
-    time: { field: ts, unit: rfc3339 }
+    time: { field: ts, unit: rfc3339, max_ahead: 2h }
 pipelines:
   temp_1m:
     from: plant
@@ -206,6 +206,7 @@ sinks:
   REQUIRE(s.time.has_value());
   CHECK(s.time->field == "ts");
   CHECK(s.time->unit == TimeUnit::kRfc3339);
+  CHECK(s.time->max_ahead == Millis(2 * 3600 * 1000));
 
   REQUIRE(c.pipelines.size() == 4);
   const PipelineConfig& t = c.pipelines[0];
@@ -336,6 +337,7 @@ TEST_CASE("the demo example has the documented shape", "[config][loader][example
   REQUIRE(s.time.has_value());
   CHECK(s.time->field == "ts");
   CHECK(s.time->unit == TimeUnit::kMillis);
+  CHECK(s.time->max_ahead == Millis(5 * 60 * 1000));  // the default
   REQUIRE(c->pipelines.size() == 3);
   CHECK(c->pipelines[0].name == "dev1");
   CHECK(c->pipelines[0].passthrough());

@@ -81,6 +81,28 @@ TEST_CASE("RFC 3339 parsing") {
   CHECK_FALSE(ParseRfc3339Millis(""));
 }
 
+TEST_CASE("an event time further ahead of the arrival than max_ahead is refused, naming both") {
+  DecodeOptions options = TimedOptions();
+  options.max_ahead_ms = 5 * 60 * 1000;
+  JsonDecoder decoder(options);
+  Record r;
+  const int64_t arrival = 1800000000000;
+  auto payload = [](int64_t ts) { return "{\"ts\":" + std::to_string(ts) + ",\"temp\":1}"; };
+  REQUIRE(decoder.Decode("t", payload(arrival + 300000), arrival, &r).ok());  // just within
+  CHECK(r.event_time_ms == arrival + 300000);
+  REQUIRE(decoder.Decode("t", payload(arrival - 86400000), arrival, &r).ok());  // behind: late, not refused here
+  sluice::Status s = decoder.Decode("t", payload(arrival + 300001), arrival, &r);
+  CHECK(s.code() == StatusCode::kInvalidArgument);
+  s = decoder.Decode("t", payload(arrival + 365LL * 86400000), arrival, &r);
+  CHECK(s.message() ==
+        "event time 1831536000000 is 365.0 days ahead of the gateway's clock (more than "
+        "time.max_ahead, 5.0 min): is the device's clock right?");
+  s = decoder.Decode("t", payload(arrival + 2 * 3600000), arrival, &r);
+  CHECK(s.message().find("is 2.0 h ahead") != std::string_view::npos);
+  options.max_ahead_ms = 0;  // no limit
+  CHECK(JsonDecoder(options).Decode("t", payload(arrival + 365LL * 86400000), arrival, &r).ok());
+}
+
 TEST_CASE("bad payloads are refused with a reason") {
   JsonDecoder decoder(TimedOptions());
   Record r;
