@@ -7,6 +7,7 @@
 #include <cctype>
 #include <charconv>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <set>
@@ -275,6 +276,24 @@ class Checker {
 
   void CheckReferences();
   void ApplyDefaults();
+  // Two sinks on one file lose records to each other's rotation, and a sink
+  // writing the store's own files destroys it.
+  void ClaimFilePath(const Item& item, const std::string& path, const std::string& user) {
+    namespace fs = std::filesystem;
+    const fs::path normal = fs::path(path).lexically_normal();
+    const fs::path store = (fs::path(config_.agent.data_dir) / "sluice.db").lexically_normal();
+    if (normal.parent_path() == store.parent_path() &&
+        normal.filename().string().rfind("sluice.db", 0) == 0) {
+      Error(item, "expected a file outside the agent's store; got " + Quoted(path) +
+                      ", the store's own file in agent.data_dir");
+      return;
+    }
+    auto [it, fresh] = file_paths_.emplace(normal.string(), user);
+    if (!fresh) {
+      Error(item, "file " + Quoted(path) + " is already written by " + it->second +
+                      "; two sinks on one file lose records to each other's rotation");
+    }
+  }
   // A broker keeps one connection per client id and drops the older each
   // time the other connects: two users of one id would take turns forever.
   void ClaimClientId(const Item& item, const std::string& id, const std::string& user) {
@@ -293,6 +312,7 @@ class Checker {
   std::set<std::string> secret_values_;
 
   bool agent_id_set_ = false;
+  std::map<std::string, std::string> file_paths_;  // file sinks' paths, by user
   // Client ids given in the file, and who uses each.
   std::map<std::string, std::string> client_ids_;
   std::vector<bool> source_client_id_set_;
@@ -1184,7 +1204,11 @@ void Checker::ReadSink(const Entry& entry) {
 FileSinkConfig Checker::ReadFileSink(const MapView& m) {
   FileSinkConfig f;
   if (Require(m, "path", "the file to append records to, such as /var/lib/sluice/raw.jsonl")) {
-    if (auto v = AsString(m.Find("path")->value, "a file path")) f.path = *v;
+    const Item& item = m.Find("path")->value;
+    if (auto v = AsString(item, "a file path")) {
+      f.path = *v;
+      ClaimFilePath(item, *v, m.path);
+    }
   }
   if (const Entry* e = m.Find("rotate")) {
     if (std::optional<MapView> r =

@@ -49,7 +49,8 @@ class StdoutSink final : public Sink {
 
 class FileSink final : public Sink {
  public:
-  explicit FileSink(config::FileSinkConfig config) : config_(std::move(config)) {}
+  FileSink(config::FileSinkConfig config, bool sync_each_batch)
+      : config_(std::move(config)), sync_each_batch_(sync_each_batch) {}
   ~FileSink() override {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -99,26 +100,56 @@ class FileSink final : public Sink {
   }
 
   WriteResult Write(std::span<const Envelope> batch) override {
-    if (fd_ < 0) {
-      Status s = Open();
-      if (!s.ok()) return {s, {}, std::nullopt};
-    }
+    // Whatever fails here is the destination's trouble (a full, read-only or
+    // failing disk, permissions, a directory removed), never the records':
+    // they stay queued and are retried, none is dead-lettered.
+    Status s = WriteBatch(batch);
+    if (!s.ok() && !IsTransient(s)) s = Status::Unavailable(s.message());
+    return {s, {}, std::nullopt};
+  }
+
+ private:
+  Status WriteBatch(std::span<const Envelope> batch) {
+    RETURN_IF_ERROR(Reopen());
     std::string chunk;
     for (const Envelope& e : batch) {
       uint64_t line_size = e.body.size() + 1;
       if (config_.rotate_max_size > 0 && size_ + chunk.size() > 0 &&
           size_ + chunk.size() + line_size > config_.rotate_max_size) {
-        if (Status s = Append(chunk); !s.ok()) return {s, {}, std::nullopt};
+        RETURN_IF_ERROR(Append(chunk));
         chunk.clear();
-        if (Status s = Rotate(); !s.ok()) return {s, {}, std::nullopt};
+        RETURN_IF_ERROR(Rotate());
       }
       chunk += e.body;
       chunk += '\n';
     }
-    return {Append(chunk), {}, std::nullopt};
+    RETURN_IF_ERROR(Append(chunk));
+    if (sync_each_batch_ && ::fdatasync(fd_) != 0) {
+      return ErrnoStatus(errno, "syncing " + config_.path);
+    }
+    return Status::Ok();
   }
 
- private:
+  // Opens the file again when it is not open, or when the path no longer
+  // names the file we hold (moved or deleted, as logrotate does: writing on
+  // would put records where nobody looks, or nowhere). Takes the size from
+  // the file itself: a copytruncate emptied it behind our back.
+  Status Reopen() {
+    if (fd_ >= 0) {
+      struct stat held {}, named {};
+      if (::fstat(fd_, &held) != 0) return ErrnoStatus(errno, "stat " + config_.path);
+      if (::stat(config_.path.c_str(), &named) == 0 && named.st_dev == held.st_dev &&
+          named.st_ino == held.st_ino) {
+        size_ = static_cast<uint64_t>(held.st_size);
+        return Status::Ok();
+      }
+      LogInfo("file sink: ", config_.path, " was moved or removed; writing a new one");
+      ::close(fd_);
+      fd_ = -1;
+    }
+    return Open();
+  }
+
   // Writes whole lines or nothing: a failed write is cut back off, so a retry
   // never leaves half a record in the file.
   Status Append(const std::string& chunk) {
@@ -153,14 +184,16 @@ class FileSink final : public Sink {
   }
 
   const config::FileSinkConfig config_;
+  const bool sync_each_batch_;
   int fd_ = -1;
   uint64_t size_ = 0;
 };
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Sink>> NewFileSink(const config::FileSinkConfig& config) {
-  auto sink = std::make_unique<FileSink>(config);
+StatusOr<std::unique_ptr<Sink>> NewFileSink(const config::FileSinkConfig& config,
+                                            bool sync_each_batch) {
+  auto sink = std::make_unique<FileSink>(config, sync_each_batch);
   RETURN_IF_ERROR(sink->Open());
   return std::unique_ptr<Sink>(std::move(sink));
 }

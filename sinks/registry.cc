@@ -39,7 +39,8 @@ StatusOr<std::unique_ptr<Sink>> SinkRegistry::Create(const config::SinkConfig& c
 void RegisterBuiltins(SinkRegistry& registry) {
   (void)registry.Register("stdout", [](const config::SinkConfig&) { return NewStdoutSink(); });
   (void)registry.Register("file", [](const config::SinkConfig& c) {
-    return NewFileSink(std::get<config::FileSinkConfig>(c.spec));
+    return NewFileSink(std::get<config::FileSinkConfig>(c.spec),
+                       c.buffer.sync == config::SyncLevel::kFull);
   });
   (void)registry.Register(
       "kafka",

@@ -780,6 +780,18 @@ TEST_CASE("sink settings are checked", "[config][loader][invalid]") {
     RequireOneError(head + "    type: http\n    url: https://h/x\n    batch: { max_bytes: 10XB }\n",
                     13, 25, "sinks.console.batch.max_bytes: expected a size such as 512MiB");
   }
+  SECTION("two file sinks on one file") {
+    RequireOneError(head + "    type: file\n    path: /var/out/raw.jsonl\n" +
+                        "  copy:\n    type: file\n    path: /var/out/./raw.jsonl\n",
+                    15, 11,
+                    "sinks.copy.path: file '/var/out/./raw.jsonl' is already written by "
+                    "sinks.console; two sinks on one file lose records to each other's rotation");
+  }
+  SECTION("a file sink on the store's own file") {
+    RequireOneError(head + "    type: file\n    path: /var/lib/sluice/sluice.db-wal\n", 12, 11,
+                    "sinks.console.path: expected a file outside the agent's store; got "
+                    "'/var/lib/sluice/sluice.db-wal', the store's own file in agent.data_dir");
+  }
   SECTION("http batch larger than one read of the outbox") {
     RequireOneError(head + "    type: http\n    url: https://h/x\n    batch: { max_records: 10000 }\n",
                     13, 27,

@@ -120,3 +120,56 @@ TEST_CASE("file sink cuts off a record torn by a crash before it appends") {
   REQUIRE((*sink)->Write(Batch(5, 6)).status.ok());
   CHECK(Lines(c.path) == std::vector<std::string>{"{\"n\":0005}"});
 }
+
+TEST_CASE("file sink writes a new file when the old one was moved or deleted (logrotate)") {
+  TempDir dir;
+  sluice::config::FileSinkConfig c;
+  c.path = dir.path + "/out.jsonl";
+  auto sink = sluice::sinks::NewFileSink(c);
+  REQUIRE(sink.ok());
+  REQUIRE((*sink)->Write(Batch(0, 2)).status.ok());
+  fs::rename(c.path, c.path + ".moved");
+  REQUIRE((*sink)->Write(Batch(2, 4)).status.ok());
+  CHECK(Lines(c.path + ".moved").size() == 2);
+  CHECK(Lines(c.path) == std::vector<std::string>{"{\"n\":0002}", "{\"n\":0003}"});
+  fs::remove(c.path);
+  REQUIRE((*sink)->Write(Batch(4, 5)).status.ok());
+  CHECK(Lines(c.path) == std::vector<std::string>{"{\"n\":0004}"});
+}
+
+TEST_CASE("file sink truncated behind its back (copytruncate) goes on at the file's real end") {
+  TempDir dir;
+  sluice::config::FileSinkConfig c;
+  c.path = dir.path + "/out.jsonl";
+  c.rotate_max_size = 35;  // three 11-byte lines
+  auto sink = sluice::sinks::NewFileSink(c);
+  REQUIRE(sink.ok());
+  REQUIRE((*sink)->Write(Batch(0, 3)).status.ok());
+  fs::resize_file(c.path, 0);
+  REQUIRE((*sink)->Write(Batch(3, 6)).status.ok());
+  // No NUL padding up to the old size, and no early rotation: three lines fit.
+  CHECK(fs::file_size(c.path) == 33);
+  CHECK(Lines(c.path) == std::vector<std::string>{"{\"n\":0003}", "{\"n\":0004}", "{\"n\":0005}"});
+  CHECK_FALSE(fs::exists(c.path + ".1"));
+}
+
+TEST_CASE("file sink failing to write keeps the records for a retry, never refuses them") {
+  TempDir dir;
+  sluice::config::FileSinkConfig c;
+  c.path = dir.path + "/sub/out.jsonl";
+  auto sink = sluice::sinks::NewFileSink(c, /*sync_each_batch=*/true);
+  REQUIRE(sink.ok());
+  REQUIRE((*sink)->Write(Batch(0, 1)).status.ok());
+  // The directory replaced by a file: as root no permission bit stops us,
+  // but this does.
+  fs::remove_all(dir.path + "/sub");
+  std::ofstream(dir.path + "/sub") << "x";
+  sluice::sinks::WriteResult r = (*sink)->Write(Batch(1, 2));
+  CHECK_FALSE(r.status.ok());
+  CHECK(sluice::IsTransient(r.status));
+  CHECK(r.status.message().find(dir.path + "/sub") != std::string_view::npos);
+  CHECK(r.rejected.empty());
+  fs::remove(dir.path + "/sub");
+  REQUIRE((*sink)->Write(Batch(1, 2)).status.ok());
+  CHECK(Lines(c.path) == std::vector<std::string>{"{\"n\":0001}"});
+}
