@@ -1302,26 +1302,42 @@ std::optional<SaslConfig> Checker::ReadSasl(const Item& item) {
 }
 
 // The sink promises at-least-once without duplicates from the producer's own
-// retries: a property may not turn the idempotent producer or acks=all off.
+// retries: a property may not turn the idempotent producer or acks=all off,
+// under any of librdkafka's names, nor set what an idempotent producer
+// refuses at start (or, for a transactional id, at every produce).
 void Checker::CheckKafkaProperties(const Item& item) {
   std::optional<MapView> m = AsMap(item, "a map of names to strings", {});
   if (!m) return;
-  if (const Entry* e = m->Find("enable.idempotence")) {
-    if (std::optional<Text> t = AsText(e->value, "true")) {
-      if (t->value != "true") {
-        Error(e->value, "expected true (the kafka sink always runs an idempotent producer); got " +
-                            Got(*t));
+  auto check = [&](std::initializer_list<const char*> names, const char* hint,
+                   const std::function<bool(const std::string&)>& good, const std::string& expected) {
+    for (const char* name : names) {
+      const Entry* e = m->Find(name);
+      if (e == nullptr) continue;
+      if (std::optional<Text> t = AsText(e->value, hint)) {
+        if (!good(t->value)) Error(e->value, "expected " + expected + "; got " + Got(*t));
       }
     }
-  }
-  if (const Entry* e = m->Find("acks")) {
-    if (std::optional<Text> t = AsText(e->value, "all")) {
-      if (t->value != "all" && t->value != "-1") {
-        Error(e->value,
-              "expected all or -1 (the kafka sink waits for every in-sync replica); got " +
-                  Got(*t));
-      }
-    }
+  };
+  auto number = [](const std::string& v, int64_t low, int64_t high) {
+    int64_t n = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    return ec == std::errc() && end == v.data() + v.size() && n >= low && n <= high;
+  };
+  check({"enable.idempotence"}, "true",
+        [](const std::string& v) { return v == "true" || v == "True" || v == "1"; },
+        "true (the kafka sink always runs an idempotent producer)");
+  check({"acks", "request.required.acks", "topic.request.required.acks"}, "all",
+        [](const std::string& v) { return v == "all" || v == "-1"; },
+        "all or -1 (the kafka sink waits for every in-sync replica)");
+  check({"max.in.flight.requests.per.connection", "max.in.flight"}, "5",
+        [&](const std::string& v) { return number(v, 1, 5); },
+        "1 to 5 (an idempotent producer keeps at most 5 requests in flight)");
+  check({"retries", "message.send.max.retries"}, "2147483647",
+        [&](const std::string& v) { return number(v, 1, 2147483647); },
+        "at least 1 (an idempotent producer must be allowed to retry)");
+  if (const Entry* e = m->Find("transactional.id")) {
+    Error(e->key_pos, m->path + ".transactional.id",
+          "the kafka sink does not use transactions; remove 'transactional.id'");
   }
 }
 

@@ -97,6 +97,22 @@ TEST_CASE("kafka sink settings are checked", "[config][loader][invalid][kafka]")
                     "sinks.console.properties.acks: expected all or -1 (the kafka sink waits for "
                     "every in-sync replica); got 1");
   }
+  SECTION("nor under another name") {
+    RequireOneError(kHead + "    properties: { request.required.acks: \"1\" }\n", 14, 42,
+                    "sinks.console.properties.request.required.acks: expected all or -1 (the "
+                    "kafka sink waits for every in-sync replica); got '1'");
+  }
+  SECTION("what an idempotent producer refuses at start") {
+    RequireOneError(kHead + "    properties: { max.in.flight: \"10\" }\n", 14, 34,
+                    "sinks.console.properties.max.in.flight: expected 1 to 5 (an idempotent "
+                    "producer keeps at most 5 requests in flight); got '10'");
+    RequireOneError(kHead + "    properties: { retries: \"0\" }\n", 14, 28,
+                    "sinks.console.properties.retries: expected at least 1 (an idempotent "
+                    "producer must be allowed to retry); got '0'");
+    RequireOneError(kHead + "    properties: { transactional.id: gw-tx }\n", 14, 19,
+                    "sinks.console.properties.transactional.id: the kafka sink does not use "
+                    "transactions; remove 'transactional.id'");
+  }
   SECTION("sasl mechanism") {
     RequireOneError(kHead + "    sasl: { mechanism: GSSAPI, username: u, password: p }\n", 14, 24,
                     "sinks.console.sasl.mechanism: expected PLAIN, SCRAM-SHA-256 or "
