@@ -94,7 +94,11 @@ class Alert final : public Operator {
     }
 
     KeyState& s = entry->value;
-    s.last_ms = std::max(s.last_ms, record.event_time_ms);
+    // Out of order: a newer reading of this key has already spoken. Judging
+    // the older one now would resolve a firing alert (or cancel a pending
+    // one) on what was true before, and date it at the newer reading.
+    if (record.event_time_ms < s.last_ms) return Status::Ok();
+    s.last_ms = record.event_time_ms;
     const int64_t now = s.last_ms;
 
     if (s.phase == Phase::kPending) {

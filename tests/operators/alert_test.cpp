@@ -457,21 +457,24 @@ TEST_CASE("records missing the field are counted and neither fire, cancel nor re
   }
 }
 
-TEST_CASE("an older record does not move a key's time back") {
+TEST_CASE("a reading older than its key's latest changes nothing") {
   AlertSpec spec = Overheat();
   spec.for_ms = 10000;
   auto op = NewAlert({"gw-1", "overheat"}, std::move(spec));
 
-  // Pending since 20000; the late 5000 reading counts as 20000, so `for` has
-  // not elapsed (taken at face value it would fire a negative span).
+  // Pending since 20000: neither a late hot reading (taken at face value it
+  // would fire a negative span) nor a late cool one (it would cancel what
+  // the newer readings say) changes that.
   CHECK(Run(*op, {Reading(20000, "d1", 85.0), Reading(5000, "d1", 85.0),
-                  Reading(29999, "d1", 85.0)})
+                  Reading(10000, "d1", 20.0), Reading(29999, "d1", 85.0)})
             .empty());
   auto out = Run(*op, {Reading(30000, "d1", 85.0)});
   REQUIRE(out.size() == 1);
   CHECK(Parse(out[0])["since"] == 30000);
 
-  out = Run(*op, {Reading(15000, "d1", 70.5)});
+  // Firing: a late cool reading does not resolve it; the next one does.
+  CHECK(Run(*op, {Reading(15000, "d1", 70.5)}).empty());
+  out = Run(*op, {Reading(30000, "d1", 70.5)});
   REQUIRE(out.size() == 1);
   CHECK(Parse(out[0]) == json{{"id", Id(kD1, 30000, "resolved")},
                               {"agent", "gw-1"},
