@@ -196,13 +196,19 @@ operators::DecodeOptions DecodeOptionsFor(const config::Config& config,
     if (p.from != source.name) continue;
     std::vector<config::Diagnostic> ignored;
     auto built = BuildPipeline(config, p, &ignored);
-    if (!built.ok() || built->all_fields) {
+    if (!built.ok()) {
       all = true;
-      break;
+      continue;
     }
+    if (built->all_fields) all = true;
     AddFields(fields, built->fields);
   }
+  std::vector<std::string> nested;
+  for (const std::string& f : fields) {
+    if (f.find('.') != std::string::npos) nested.push_back(f);
+  }
   d.projection = all ? operators::Projection::All() : operators::Projection::Only(fields);
+  d.projection.nested = std::move(nested);
   return d;
 }
 

@@ -558,11 +558,70 @@ int64_t DaysFromCivil(int64_t y, unsigned m, unsigned d) {
   return era * 146097 + static_cast<int64_t>(doe) - 719468;
 }
 
+// `p` at an object whose dotted path is `path`: adds the nested names the
+// projection wants as fields (marked nested), descending only into objects
+// that hold one, and leaves p past the object.
+bool ExtractNested(const Projection& projection, const char*& p, const char* end, std::string& path,
+                   int depth, std::vector<Field>* fields) {
+  if (depth >= kMaxDepth) return false;
+  ++p;  // '{'
+  SkipWs(p, end);
+  if (p < end && *p == '}') {
+    ++p;
+    return true;
+  }
+  std::string key_buffer;
+  while (true) {
+    std::string_view key;
+    bool escaped;
+    if (!ScanKey(p, end, &key, &escaped)) return false;
+    if (escaped) {
+      DecodeString(key, &key_buffer);
+      key = key_buffer;
+    }
+    const size_t parent = path.size();
+    path += '.';
+    path += key;
+    if (projection.WantsNested(path)) {
+      Scalar s;
+      if (!ScanValue(p, end, &s)) return false;
+      Field& f = fields->emplace_back();
+      f.name = path;
+      f.nested = true;
+      SetValue(s, &f.value);
+    } else if (p < end && *p == '{' && projection.NestedUnder(path)) {
+      if (!ExtractNested(projection, p, end, path, depth + 1, fields)) return false;
+    } else if (!SkipValue(p, end, depth + 1)) {
+      return false;
+    }
+    path.resize(parent);
+    SkipWs(p, end);
+    if (p == end) return false;
+    if (*p == '}') {
+      ++p;
+      return true;
+    }
+    if (*p != ',') return false;
+    ++p;
+    SkipWs(p, end);
+  }
+}
+
 }  // namespace
 
 bool Projection::Wants(std::string_view name) const {
   if (all) return true;
   return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+bool Projection::WantsNested(std::string_view path) const {
+  return std::find(nested.begin(), nested.end(), path) != nested.end();
+}
+
+bool Projection::NestedUnder(std::string_view path) const {
+  return std::any_of(nested.begin(), nested.end(), [&](const std::string& n) {
+    return n.size() > path.size() && n[path.size()] == '.' && n.compare(0, path.size(), path) == 0;
+  });
 }
 
 std::optional<int64_t> ParseRfc3339Millis(std::string_view s) {
@@ -671,6 +730,16 @@ Status JsonDecoder::Decode(std::string_view topic, std::string_view payload, int
       }
       bool is_time = options_.time_field && key == *options_.time_field;
       bool wanted = options_.projection.Wants(key);
+      if (!options_.projection.nested.empty() && p < end && *p == '{' &&
+          options_.projection.NestedUnder(key)) {
+        // Reads a copy of the position: the object is then taken or skipped
+        // below as any other value.
+        const char* object = p;
+        std::string path(key);
+        if (!ExtractNested(options_.projection, object, end, path, 1, &out->fields)) {
+          return fail(kInvalidJson);
+        }
+      }
       // A topic capture names the device that sent it: it wins over a payload field.
       for (size_t i = 0; wanted && i < captures; ++i) {
         if (out->fields[i].name == key) wanted = false;

@@ -26,10 +26,17 @@ namespace sluice::operators {
 struct Projection {
   bool all = true;                 // keep every top-level field
   std::vector<std::string> names;  // when !all: only these
+  // Dotted names read from inside objects: "sensor.temp" is the member
+  // "temp" of the payload's object "sensor" (a top-level key spelt
+  // "sensor.temp" is that field too). Whether or not `all`.
+  std::vector<std::string> nested;
 
   bool Wants(std::string_view name) const;
+  bool WantsNested(std::string_view path) const;
+  // Some nested name lies inside `path` (an object's dotted path).
+  bool NestedUnder(std::string_view path) const;
   static Projection All() { return {}; }
-  static Projection Only(std::vector<std::string> names) { return {false, std::move(names)}; }
+  static Projection Only(std::vector<std::string> names) { return {false, std::move(names), {}}; }
 };
 
 enum class TimeUnit { kSeconds, kMillis, kMicros, kNanos, kRfc3339 };

@@ -18,11 +18,14 @@ Envelope MakeReadingEnvelope(const OutputContext& context, const Record& record)
   std::string fields;
   fields.reserve(32 * record.fields.size() + 2);
   fields += '{';
-  for (size_t i = 0; i < record.fields.size(); ++i) {
-    if (i > 0) fields += ',';
-    AppendJsonString(fields, record.fields[i].name);
+  bool first = true;
+  for (const Field& f : record.fields) {
+    if (f.nested) continue;  // its object is there, as it came
+    if (!first) fields += ',';
+    first = false;
+    AppendJsonString(fields, f.name);
     fields += ':';
-    AppendValueJson(fields, record.fields[i].value);
+    AppendValueJson(fields, f.value);
   }
   fields += '}';
 

@@ -31,6 +31,10 @@ std::optional<double> AsNumber(const Value& v);
 struct Field {
   std::string name;
   Value value;
+  // Taken out of a nested object ("sensor.temp" of {"sensor":{"temp":…}}):
+  // the object itself is the payload's field, so a reading passed through
+  // as it came does not show this copy.
+  bool nested = false;
   friend bool operator==(const Field&, const Field&) = default;
 };
 

@@ -186,6 +186,51 @@ sinks:
   CHECK(run.records[301]["pipeline"] == "per_device");
 }
 
+TEST_CASE("sluice test: dotted names reach into nested payload objects", "[integration][offline]") {
+  const std::string config = kHeader + R"(  per_site:
+    from: plant
+    window: { type: tumbling, size: 10s, lateness: 0s }
+    group_by: [ meta.site ]
+    aggregate: { n: count(), top: max(sensor.temp) }
+    to: [ out ]
+  hot:
+    from: plant
+    alert: { when: "sensor.temp > 80", key: [ device ] }
+    to: [ out ]
+  raw:
+    from: plant
+    where: "sensor.temp > 80"
+    to: [ out ]
+sinks:
+  out: { type: stdout }
+)";
+  const std::string input =
+      R"({"topic":"sensors/s/d1","payload":{"ts":1000,"meta":{"site":"A"},"sensor":{"temp":70}}})" "\n"
+      R"({"topic":"sensors/s/d1","payload":{"ts":2000,"meta":{"site":"A"},"sensor":{"temp":85}}})" "\n"
+      R"({"topic":"sensors/s/d2","payload":{"ts":3000,"meta":{"site":"B"},"sensor":{"temp":60}}})" "\n";
+  TempDir dir;
+  Run run = RunTest(dir, config, input);
+  INFO(run.stderr_text << run.stdout_text);
+  REQUIRE(run.exit_code == 0);
+  std::vector<json> alerts, raw, windows;
+  for (const json& r : run.records) {
+    if (r["pipeline"] == "hot") alerts.push_back(r);
+    if (r["pipeline"] == "raw") raw.push_back(r);
+    if (r["pipeline"] == "per_site") windows.push_back(r);
+  }
+  REQUIRE(alerts.size() == 1);
+  CHECK(alerts[0]["at"] == 2000);
+  CHECK(alerts[0]["value"]["sensor.temp"] == 85);
+  REQUIRE(raw.size() == 1);  // the reading as it came: its object, no dotted copy
+  CHECK(raw[0]["fields"]["sensor"] == json{{"temp", 85}});
+  CHECK_FALSE(raw[0]["fields"].contains("sensor.temp"));
+  REQUIRE(windows.size() == 2);
+  CHECK(windows[0]["key"] == json{{"meta.site", "A"}});
+  CHECK(windows[0]["values"] == json{{"n", 2}, {"top", 85}});
+  CHECK(windows[1]["key"] == json{{"meta.site", "B"}});
+  CHECK(windows[1]["values"] == json{{"n", 1}, {"top", 60}});
+}
+
 TEST_CASE("sluice test: a malformed input line fails with its line number", "[integration][offline]") {
   TempDir dir;
   SECTION("not JSON") {

@@ -132,6 +132,42 @@ TEST_CASE("projection keeps only what pipelines read") {
   CHECK(r.event_time_ms == 5);  // the time field is read even when not projected
 }
 
+TEST_CASE("dotted names read members of nested objects, at any depth") {
+  DecodeOptions o = TimedOptions();
+  o.projection = Projection::Only({"sensor.temp", "meta.loc.site", "flat.name"});
+  o.projection.nested = {"sensor.temp", "meta.loc.site", "flat.name"};
+  const std::string payload =
+      R"({"ts":1,"sensor":{"x":[1,{"temp":5}],"temp":90.5},"meta":{"loc":{"site":"A\u00e9"},"n":1},)"
+      R"("other":{"temp":1},"flat.name":7})";
+  Record r;
+  REQUIRE(JsonDecoder(o).Decode("t", payload, 0, &r).ok());
+  REQUIRE(r.fields.size() == 3);
+  CHECK(r.fields[0].name == "flat.name");  // a top-level key spelt with a dot
+  CHECK(r.fields[0].value == Value{int64_t{7}});
+  CHECK_FALSE(r.fields[0].nested);
+  CHECK(r.fields[1].name == "meta.loc.site");
+  CHECK(r.fields[1].value == Value{std::string("A\u00e9")});
+  CHECK(r.fields[1].nested);
+  CHECK(r.fields[2].name == "sensor.temp");
+  CHECK(r.fields[2].value == Value{90.5});
+
+  // Keeping every field, the object stays as it came, beside the copy.
+  o.projection = Projection::All();
+  o.projection.nested = {"sensor.temp"};
+  REQUIRE(JsonDecoder(o).Decode("t", R"({"ts":1,"sensor":{"temp":3}})", 0, &r).ok());
+  REQUIRE(r.fields.size() == 3);  // ts too
+  CHECK(r.fields[0].name == "sensor");
+  CHECK(std::holds_alternative<RawJson>(r.fields[0].value));
+  CHECK(r.fields[1].name == "sensor.temp");
+  CHECK(r.fields[1].nested);
+  CHECK(r.fields[2].name == "ts");
+
+  // A broken nested object is a broken payload; a missing member is missing.
+  CHECK_FALSE(JsonDecoder(o).Decode("t", R"({"ts":1,"sensor":{"temp":})", 0, &r).ok());
+  REQUIRE(JsonDecoder(o).Decode("t", R"({"ts":1,"sensor":{"hum":3}})", 0, &r).ok());
+  CHECK(r.Find("sensor.temp") == nullptr);
+}
+
 TEST_CASE("topic fields come first and win over payload fields of the same name") {
   DecodeOptions o = TimedOptions();
   o.topic_fields = *TopicPattern::Parse("sensors/{site}/{device}");
