@@ -237,9 +237,9 @@ class WindowOperator final : public Operator {
 
   void MergeSession(KeyState& ks, const Record& record, int64_t start, int64_t end) {
     std::string state = spec_.aggregator.NewState();
-    spec_.aggregator.Add(state, record);
     // Fold in every open session the new range touches, repeatedly, since a
-    // grown range can reach further sessions.
+    // grown range can reach further sessions; the record comes after them,
+    // as it arrived after their readings (first/last of equal event times).
     bool merged = true;
     while (merged) {
       merged = false;
@@ -255,6 +255,7 @@ class WindowOperator final : public Operator {
         }
       }
     }
+    spec_.aggregator.Add(state, record);
     ks.windows.push_back(OpenWindow{start, end, std::move(state)});
     Schedule(ks, start, end);
   }

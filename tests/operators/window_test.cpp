@@ -192,6 +192,23 @@ TEST_CASE("session windows grow, close after the gap, and merge when bridged") {
   }
 }
 
+TEST_CASE("a session's first and last follow arrival among readings of one event time") {
+  WindowSpec spec;
+  spec.kind = WindowKind::kSession;
+  spec.gap_ms = 5000;
+  spec.group_by = {"dev"};
+  auto a = Aggregator::Create({{"first", AggregateKind::kFirst, "v"}, {"last", AggregateKind::kLast, "v"}});
+  REQUIRE(a.ok());
+  spec.aggregator = *a;
+  auto op = std::move(*NewWindow({"gw", "p"}, std::move(spec)));
+  Collect out;
+  Feed(*op, out, {R("a", 1000, 1), R("a", 1000, 2), R("a", 1000, 3)});
+  REQUIRE(op->OnWatermark(kEndOfTime, out).ok());
+  REQUIRE(out.bodies.size() == 1);
+  CHECK(out.bodies[0]["values"]["first"] == 1);
+  CHECK(out.bodies[0]["values"]["last"] == 3);
+}
+
 TEST_CASE("idle sources: processing time closes windows, one tick before the deadline does not") {
   WindowSpec spec;
   spec.kind = WindowKind::kTumbling;
