@@ -161,6 +161,7 @@ class HttpSink : public Sink {
       body = std::move(*compressed);
     }
     fixed_headers_.push_back("Idempotency-Key: " + HttpIdempotencyKey(batch));
+    tried_.store(true);
     StatusOr<HttpReply> reply = client_->Send(config_.method, fixed_headers_, body);
     fixed_headers_.pop_back();
 
@@ -197,7 +198,12 @@ class HttpSink : public Sink {
     if (client_) client_->Abort();  // thread-safe; wakes a request in progress
   }
 
-  std::optional<bool> connected() const override { return connected_.load(); }
+  // Unknown until the first request: an alerts sink idle since the start is
+  // not down.
+  std::optional<bool> connected() const override {
+    if (!tried_.load()) return std::nullopt;
+    return connected_.load();
+  }
 
  private:
   Status Aborted(const std::string& what) const {
@@ -226,6 +232,7 @@ class HttpSink : public Sink {
 
   std::atomic<bool> aborted_{false};
   std::atomic<bool> connected_{false};
+  std::atomic<bool> tried_{false};
 };
 
 }  // namespace

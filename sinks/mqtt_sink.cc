@@ -89,7 +89,12 @@ class MqttSink : public Sink {
 
   void Abort() override { aborted_.store(true); }
 
-  std::optional<bool> connected() const override { return connected_.load(); }
+  // Unknown until the first write connects (or fails to): a sink idle since
+  // the start is not down.
+  std::optional<bool> connected() const override {
+    if (!tried_.load()) return std::nullopt;
+    return connected_.load();
+  }
 
  private:
   static std::string Reason(const mqtt::exception& e) {
@@ -97,6 +102,7 @@ class MqttSink : public Sink {
   }
 
   Status EnsureConnected() {
+    tried_.store(true);
     if (connected_.load() && client_->is_connected()) return Status::Ok();
     try {
       auto token = client_->connect(options_);
@@ -141,6 +147,7 @@ class MqttSink : public Sink {
   std::unique_ptr<mqtt::async_client> client_;
   mqtt::connect_options options_;
   std::atomic<bool> connected_{false};
+  std::atomic<bool> tried_{false};
   std::atomic<bool> aborted_{false};
 };
 
