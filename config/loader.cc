@@ -280,8 +280,14 @@ class Checker {
   // writing the store's own files destroys it.
   void ClaimFilePath(const Item& item, const std::string& path, const std::string& user) {
     namespace fs = std::filesystem;
-    const fs::path normal = fs::path(path).lexically_normal();
-    const fs::path store = (fs::path(config_.agent.data_dir) / "sluice.db").lexically_normal();
+    // As the agent will open them: relative to its directory, through links.
+    auto resolved = [](const fs::path& p) {
+      std::error_code ec;
+      fs::path r = fs::weakly_canonical(fs::absolute(p, ec), ec);
+      return ec ? p.lexically_normal() : r;
+    };
+    const fs::path normal = resolved(path);
+    const fs::path store = resolved(fs::path(config_.agent.data_dir) / "sluice.db");
     if (normal.parent_path() == store.parent_path() &&
         normal.filename().string().rfind("sluice.db", 0) == 0) {
       Error(item, "expected a file outside the agent's store; got " + Quoted(path) +
@@ -296,8 +302,12 @@ class Checker {
   }
   // A broker keeps one connection per client id and drops the older each
   // time the other connects: two users of one id would take turns forever.
-  void ClaimClientId(const Item& item, const std::string& id, const std::string& user) {
-    auto [it, fresh] = client_ids_.emplace(id, user);
+  void ClaimClientId(const Item& item, const std::string& id, const std::string& url,
+                     const std::string& user) {
+    // One broker: the url without its scheme (tcp:// and mqtt:// are one port).
+    const size_t scheme = url.find("://");
+    const std::string broker = scheme == std::string::npos ? url : url.substr(scheme + 3);
+    auto [it, fresh] = client_ids_.emplace(broker + '\n' + id, user);
     if (!fresh) {
       Error(item, "client id " + Quoted(id) + " is already used by " + it->second +
                       "; the broker would drop one connection each time the other connects");
@@ -313,7 +323,7 @@ class Checker {
 
   bool agent_id_set_ = false;
   std::map<std::string, std::string> file_paths_;  // file sinks' paths, by user
-  // Client ids given in the file, and who uses each.
+  // Client ids given in the file, per broker, and who uses each.
   std::map<std::string, std::string> client_ids_;
   std::vector<bool> source_client_id_set_;
   std::vector<bool> sink_client_id_set_;
@@ -764,7 +774,7 @@ void Checker::ReadSource(const Entry& entry) {
   if (const Entry* e = m->Find("client_id")) {
     if (auto v = AsString(e->value, "an MQTT client id")) {
       s.client_id = *v;
-      ClaimClientId(e->value, *v, "source '" + s.name + "'");
+      ClaimClientId(e->value, *v, s.url, "source '" + s.name + "'");
     }
   }
   source_client_id_set_.push_back(!s.client_id.empty());
@@ -1428,7 +1438,7 @@ MqttSinkConfig Checker::ReadMqttSink(const MapView& m) {
   if (const Entry* e = m.Find("client_id")) {
     if (auto v = AsString(e->value, "an MQTT client id")) {
       q.client_id = *v;
-      ClaimClientId(e->value, *v, "an MQTT sink");
+      ClaimClientId(e->value, *v, q.url, "an MQTT sink");
     }
   }
   if (const Entry* e = m.Find("username")) {

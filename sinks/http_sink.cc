@@ -7,6 +7,7 @@
 #include <cctype>
 #include <chrono>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "platform/build_info.h"
@@ -112,6 +113,10 @@ class HttpSink : public Sink {
     StatusOr<HttpUrl> url = ParseHttpUrl(config_.url);
     if (!url.ok()) return url.status();
     request_context_ = "sink '" + name_ + "': " + config_.method + " " + url->display;
+    if (!url->authorization.empty()) {
+      secrets_.push_back(url->authorization.substr(url->authorization.find(' ') + 1));
+      secrets_.push_back(url->password);
+    }
     std::optional<TlsOptions> tls;
     if (config_.tls) tls = TlsOptions{config_.tls->ca, config_.tls->cert, config_.tls->key};
     const Millis timeout = std::max(Millis(1), config_.timeout);
@@ -131,10 +136,6 @@ class HttpSink : public Sink {
     for (const auto& [header, value] : config_.headers) {
       fixed_headers_.push_back(header + ": " + value.value());
       secrets_.push_back(value.value());
-    }
-    if (!url->authorization.empty()) {
-      secrets_.push_back(url->authorization.substr(url->authorization.find(' ') + 1));
-      secrets_.push_back(url->password);
     }
     // The longest first: one secret may contain another.
     std::sort(secrets_.begin(), secrets_.end(),
@@ -349,7 +350,14 @@ WriteResult HttpVerdict(const std::string& request, const HttpResponse& response
 }
 
 Status CheckHttpSink(const config::HttpSinkConfig& config) {
+  std::set<std::string> seen;  // header names, lower case
   for (const auto& [header, value] : config.headers) {
+    std::string lower = header;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!seen.insert(lower).second) {
+      return Status::InvalidArgument("header '" + Excerpt(header) +
+                                     "' is given twice (names are case-insensitive)");
+    }
     // RFC 9110's token characters only.
     const bool token = !header.empty() && std::all_of(header.begin(), header.end(), [](char c) {
       return std::isalnum(static_cast<unsigned char>(c)) ||

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -535,6 +537,12 @@ TEST_CASE("source settings are checked", "[config][loader][invalid]") {
     RequireOneError(head + topics + "    client_id:\n" + rest, 5, 5,
                     "sources.plant.client_id: expected an MQTT client id; got nothing");
   }
+  SECTION("one client id on two brokers is fine") {
+    Config c = RequireLoads(head + topics + "    client_id: gw-1\n" +
+                            "  yard:\n    url: tcp://127.0.0.1:1884\n" + topics +
+                            "    client_id: gw-1\n" + rest);
+    CHECK(c.sources.size() == 2);
+  }
   SECTION("two sources with one client id") {
     RequireOneError(head + topics + "    client_id: gw-1\n" +
                         "  yard:\n    url: tcp://127.0.0.1:1883\n" + topics + "    client_id: gw-1\n" +
@@ -791,6 +799,12 @@ TEST_CASE("sink settings are checked", "[config][loader][invalid]") {
     RequireOneError(head + "    type: file\n    path: /var/lib/sluice/sluice.db-wal\n", 12, 11,
                     "sinks.console.path: expected a file outside the agent's store; got "
                     "'/var/lib/sluice/sluice.db-wal', the store's own file in agent.data_dir");
+  }
+  SECTION("the store's own file under another spelling (relative data_dir, absolute path)") {
+    const std::string cwd = std::filesystem::current_path().string();
+    RequireOneError("agent: { id: a, data_dir: rel-d }\n" + head + "    type: file\n    path: " + cwd +
+                        "/rel-d/sluice.db\n",
+                    13, 11, "the store's own file in agent.data_dir");
   }
   SECTION("http batch larger than one read of the outbox") {
     RequireOneError(head + "    type: http\n    url: https://h/x\n    batch: { max_records: 10000 }\n",
