@@ -124,6 +124,7 @@ double UptimeSeconds(int64_t now_ms, const ProcessFigures& process) {
 
 const char* SinkHealthWord(const AgentSnapshot::Sink& sink) {
   if (sink.health.failing) return "failing";
+  if (sink.health.refusing) return "refusing";
   if (sink.health.connected.has_value() && !*sink.health.connected) return "disconnected";
   return "ok";
 }

@@ -75,6 +75,7 @@ void DeliveryLoop::NoteSuccess() {
   std::lock_guard<std::mutex> lock(health_mu_);
   health_.last_success_ms = ToEpochMillis(clock_.WallNow());
   health_.failing = false;
+  health_.refusing = false;
 }
 
 void DeliveryLoop::NoteFailure(const Status& status) {
@@ -82,6 +83,7 @@ void DeliveryLoop::NoteFailure(const Status& status) {
   health_.last_error_ms = ToEpochMillis(clock_.WallNow());
   health_.last_error = status.ToString();
   health_.failing = IsTransient(status);
+  health_.refusing = !health_.failing;
 }
 
 Millis DeliveryLoop::NextDelay() {

@@ -47,6 +47,8 @@ struct SinkHealth {
   int64_t last_error_ms = 0;        // wall time of the last failed attempt; 0: never
   std::string last_error;           // its reason
   bool failing = false;             // the last attempt failed and is being retried
+  bool refusing = false;            // the upstream refused the last batch (or some of
+                                    // its records) for good: dead-lettered
 };
 
 class DeliveryLoop {

@@ -193,6 +193,12 @@ TEST_CASE("FormatStatusJson: the documented fields, and bytes that are not UTF-8
   CHECK(doc["sinks"][0]["queued_records"] == 5);
   CHECK(doc["sinks"][0]["health"] == "failing");
   CHECK(doc["sinks"][0]["connected"].is_null());
+  {
+    AgentSnapshot refusing = s;
+    refusing.sinks[0].health.failing = false;
+    refusing.sinks[0].health.refusing = true;
+    CHECK(nlohmann::json::parse(FormatStatusJson(refusing))["sinks"][0]["health"] == "refusing");
+  }
   CHECK(doc["sinks"][0]["last_error"].get<std::string>().rfind("bad ", 0) == 0);
   CHECK(doc["alerts_firing"]["total"] == 1);
   CHECK(doc["alerts_firing"]["by_pipeline"]["temp_1m"] == 1);

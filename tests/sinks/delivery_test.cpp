@@ -150,6 +150,7 @@ TEST_CASE("a permanent failure dead-letters the batch instead of blocking the qu
   CHECK(sink.delivered == std::vector<std::string>{"r4", "r5"});
   CHECK(loop.counters().dead_lettered == 4);
   CHECK(loop.counters().delivered == 2);
+  CHECK_FALSE(loop.health().refusing);  // the last batch went through
   // The queue's durable figures (`sluice buffer stats`, the metrics) agree.
   QueueStats stats = queue.Stats();
   CHECK(stats.delivered == 2);
@@ -167,6 +168,8 @@ TEST_CASE("records refused one by one are dead-lettered, the rest delivered") {
   CHECK(sink.delivered == std::vector<std::string>{"r0", "r2"});
   REQUIRE(dead.letters.size() == 1);
   CHECK(dead.letters[0].reason.find("too large") != std::string::npos);
+  CHECK(loop.health().refusing);  // until a batch goes through whole
+  CHECK_FALSE(loop.health().failing);
   QueueStats stats = queue.Stats();
   CHECK(stats.delivered == 2);
   CHECK(stats.dead_lettered == 1);
