@@ -459,7 +459,10 @@ class MqttSource::Impl {
         RETURN_IF_ERROR(DeadLetterMessage(p, s, arrival));
         continue;
       }
-      readings_.push_back({&records_[i], p.topic, p.payload});
+      // A repeat is dropped when the broker marks it as sent before, or when
+      // the reading carries its own time: the same bytes, the same reading
+      // (a device's own retry reaches us as a new message).
+      readings_.push_back({&records_[i], p.topic, p.payload, p.dup || config_.time.has_value()});
     }
     if (!readings_.empty()) {
       // Not committed (stopping, or the store failed for good): no ack, and

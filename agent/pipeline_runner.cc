@@ -227,7 +227,11 @@ Status PipelineRunner::Process(int source, const std::vector<Reading>& readings)
     }
     if (journal) {
       const uint64_t hash = reading_hashes_[i];
-      if (recent_[source].Contains(hash) || !batch_index_.Insert(hash)) {
+      const bool in_batch = !batch_index_.Insert(hash);
+      if (!in_batch) batch_hashes_.push_back(hash);
+      // Not every repeat: a sensor without a timestamp may well publish the
+      // same payload again, and that is a new reading.
+      if (reading.maybe_repeat && (in_batch || recent_[source].Contains(hash))) {
         // Committed before a crash, acknowledged too late: the broker sent it
         // again. Take it (the ack goes out) without counting it twice.
         ++redeliveries_;
@@ -236,7 +240,6 @@ Status PipelineRunner::Process(int source, const std::vector<Reading>& readings)
                             std::to_string(redeliveries_) + " so far)");
         continue;
       }
-      batch_hashes_.push_back(hash);
     }
     for (const auto& p : pipelines_) {
       if (p->source == source) Run(*p, *reading.record);

@@ -26,16 +26,19 @@
 // outputs duplicate outputs already queued, with the same record ids.
 //
 // Redelivery: a reading committed just before a SIGKILL may not have been
-// acknowledged, and the broker sends it again. Per journaled source the
-// runner keeps the content hashes (topic + payload, FNV-1a 64) of the last
-// kRecentReadings journaled readings, refilled by the replay; a live reading
-// whose hash is among them is taken (acknowledged) and dropped. The set is
-// saved in each checkpoint as the extra snapshot "\x01dedupe/<source>" (no
-// pipeline name can start with \x01), so it survives a checkpoint that
-// trimmed the journal between a commit and its ack. Consequence: a reading
-// byte-identical (topic and payload) to one of the last kRecentReadings of
-// its source is taken for a redelivery and dropped; readings that carry a
-// timestamp or sequence number never are.
+// acknowledged, and the broker sends it again (so may a commit held on a full
+// disk past the broker's keep-alive: up to the 4096 readings in flight). Per
+// journaled source the runner keeps the content hashes (topic + payload,
+// FNV-1a 64) of the last kRecentReadings journaled readings, refilled by the
+// replay; a reading whose hash is among them is taken (acknowledged) and
+// dropped when it may be a repeat: the broker marks it as sent before (MQTT's
+// DUP flag), or its source reads the event time from the payload (the same
+// bytes, the same reading; a device's own retry reaches us without DUP). The
+// set is saved in each checkpoint as the extra snapshot "\x01dedupe/<source>"
+// (no pipeline name can start with \x01), so it survives a checkpoint that
+// trimmed the journal between a commit and its ack. A reading of a source
+// without a time field and without the DUP flag is always new, even when its
+// bytes repeat an earlier one (a sensor that reads the same value twice).
 //
 // A failed commit (a non-transient error, or shutdown while retrying) leaves
 // operators holding a reading that is neither journaled nor acknowledged
@@ -96,7 +99,7 @@ class PipelineRunner {
                  DeadLetterStore& dead_letters, const Clock& clock = RealClock());
 
   // Reserved snapshot names of the redelivery sets (see above).
-  static constexpr size_t kRecentReadings = 256;
+  static constexpr size_t kRecentReadings = 8192;
   static std::string DedupeKey(const std::string& source) {
     return std::string("\x01" "dedupe/") + source;
   }
@@ -114,6 +117,9 @@ class PipelineRunner {
     const operators::Record* record;
     std::string_view topic;
     std::string_view payload;
+    // May be a repeat of a journaled reading: the broker says it sent it
+    // before (MQTT DUP), or it carries its own timestamp.
+    bool maybe_repeat = false;
   };
   // Thread-safe. Runs the pipelines reading from `source` (and those reading
   // their outputs) on each reading in turn and queues all their outputs in

@@ -459,6 +459,39 @@ TEST_CASE("agent: the broker's retained copy is not taken again at each subscrib
   CHECK(sink.records().size() == 6);
 }
 
+TEST_CASE("agent: a source without a time field takes repeated identical payloads as new readings",
+          "[integration][mqtt]") {
+  Rig rig;
+  rig.WriteConfig({});
+  // Event time = arrival: the same bytes twice are two readings (a stable
+  // sensor), not a redelivery.
+  std::string config = ReadFile(rig.config_path());
+  const std::string time_line = "    time: { field: ts, unit: ms }\n";
+  REQUIRE(config.find(time_line) != std::string::npos);
+  config.erase(config.find(time_line), time_line.size());
+  // A stateful pipeline on the source: its readings are journaled, and
+  // checked for repeats.
+  const std::string pipelines = "pipelines:\n";
+  config.insert(config.find(pipelines) + pipelines.size(),
+                "  hot:\n    from: plant\n    alert: { when: \"temp > 100\" }\n    to: [ archive ]\n");
+  WriteFile(rig.config_path(), config);
+  rig.StartAgent();
+  TestPublisher pub(rig.broker().url());
+  std::vector<TestMessage> same(300, TestMessage{"sensors/site-01/dev-1", "{\"temp\":21.5}"});
+  pub.PublishAll(same, 1);
+  SinkReader sink(rig.sink_path());
+  CHECK(WaitUntil(
+      [&] {
+        sink.Poll();
+        return sink.records().size() >= 300;
+      },
+      kPatience));
+  REQUIRE(rig.StopAgent() == 0);
+  sink.Poll();
+  INFO("agent log:\n" << rig.AgentLog());
+  CHECK(sink.records().size() == 300);
+}
+
 TEST_CASE("agent: malformed payloads go to the dead-letter table, good ones flow on",
           "[integration][mqtt]") {
   Rig rig;
