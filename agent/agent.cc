@@ -206,7 +206,32 @@ class Agent::Impl {
     if (shut_down_) return;
     shut_down_ = true;
     LogInfo("stopping: no new readings; finishing in-flight work");
-    for (auto& source : sources_) source->Stop();
+    {
+      // A source whose commit is held (disk full, or a full queue under
+      // overflow: block) would keep the stop waiting for room: after the
+      // grace period its commit gives up, unacknowledged, and the broker
+      // keeps the readings for the next start.
+      std::mutex held_mu;
+      std::condition_variable held_wake;
+      bool stopped = false;
+      const SteadyTime give_up = clock_.Now() + config_.agent.shutdown_grace;
+      std::thread unblocker([&] {
+        std::unique_lock<std::mutex> lock(held_mu);
+        while (!stopped && clock_.Now() < give_up) clock_.WaitUntil(lock, held_wake, give_up);
+        if (stopped) return;
+        LogWarn("stopping: a commit is still held (disk full or a full queue); giving it up, "
+                "unacknowledged: the broker keeps its readings for the next start");
+        pipelines_->StopRetrying();
+        for (auto& slot : sinks_) slot->queue->Close();
+      });
+      for (auto& source : sources_) source->Stop();
+      {
+        std::lock_guard<std::mutex> lock(held_mu);
+        stopped = true;
+        held_wake.notify_all();
+      }
+      unblocker.join();
+    }
     {
       std::lock_guard<std::mutex> lock(tick_mu_);
       stopping_ = true;

@@ -471,12 +471,14 @@ Status PipelineRunner::CommitOutputs() {
   return Status::Ok();
 }
 
+void PipelineRunner::StopRetrying() {
+  std::lock_guard<std::mutex> lock(retry_mu_);
+  closing_ = true;
+  retry_wake_.notify_all();
+}
+
 void PipelineRunner::Close() {
-  {
-    std::lock_guard<std::mutex> lock(retry_mu_);
-    closing_ = true;
-    retry_wake_.notify_all();
-  }
+  StopRetrying();
   std::lock_guard<std::mutex> lock(mu_);
   closed_ = true;
 }

@@ -162,6 +162,9 @@ class PipelineRunner {
   // Refuses further readings; waits for the one in progress (a commit being
   // retried gives up).
   void Close();
+  // A commit being retried (disk full) gives up now, without waiting for
+  // the lock Close() takes. Thread-safe.
+  void StopRetrying();
 
   const std::vector<std::unique_ptr<PipelineRuntime>>& pipelines() const { return pipelines_; }
 
