@@ -28,6 +28,12 @@ SignalWaiter::SignalWaiter() {
 
 SignalWaiter::~SignalWaiter() {
   sigset_t set = HandledSignals();
+  // Takes what came after the last Wait (a second SIGTERM during the stop):
+  // unblocked, it would take its default action and kill a process that
+  // stopped cleanly, with the signal's exit status instead of 0.
+  timespec none{};
+  while (sigtimedwait(&set, nullptr, &none) > 0) {
+  }
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
 }
 
