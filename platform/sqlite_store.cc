@@ -1685,7 +1685,16 @@ Status SqliteStore::WriteWhenFull(const Commit& commit, const Status& failure, b
   if (!any_refused && evictees.empty()) return s;  // block queues, the journal: hold
 
   CapGrowth();
-  if (any_refused) s = WriteOnce(commit, &refused, blocked);
+  if (any_refused) {
+    s = WriteOnce(commit, &refused, blocked);
+    // Even a commit without those records (the drop counters, the other
+    // queues) does not fit: the reserve is for this, or drop_newest would
+    // hold intake like block. Once the WAL is checkpointed its space is
+    // reused, so this carries on for as long as the disk stays full.
+    if (s.code() == StatusCode::kResourceExhausted && !*blocked && ReleaseReserve()) {
+      s = WriteOnce(commit, &refused, blocked);
+    }
+  }
   uint64_t dropped = 0;
   for (int round = 0; round < kFullEvictRounds && !evictees.empty() &&
                       s.code() == StatusCode::kResourceExhausted && !*blocked;

@@ -493,6 +493,61 @@ TEST_CASE("SIGTERM while a full disk holds a commit stops within the grace perio
   CHECK(took < std::chrono::seconds(30));
 }
 
+TEST_CASE("a full disk with drop_newest: readings are still acknowledged, the new records "
+          "left out and counted",
+          "[integration][faults][disk]") {
+  if (::geteuid() != 0) {
+    WARN("disk-full test needs root (mount -t tmpfs): skipped");
+    SUCCEED("skipped");  // ctest runs with --warn NoAssertions
+    return;
+  }
+  constexpr int64_t kCount = 15000;
+  TempDir dir;
+  const std::string mnt = dir.File("mnt");
+  fs::create_directories(mnt);
+  std::string mount_cmd = "mount -t tmpfs -o size=4m tmpfs " + mnt + " 2>&1";
+  if (std::system(mount_cmd.c_str()) != 0) {
+    WARN("cannot mount a tmpfs on " << mnt << ": disk-full test skipped");
+    SUCCEED("skipped");  // ctest runs with --warn NoAssertions
+    return;
+  }
+  MountGuard guard(mnt);
+  MosquittoOptions broker_options;
+  broker_options.max_queued_messages = 2 * kCount;
+  Mosquitto broker(broker_options);
+  broker.Start();
+  HttpReceiver receiver;  // never started: nothing is delivered
+  const std::string data = mnt + "/data";
+  WriteFile(dir.File("sluice.yaml"),
+            Config(data, "", broker, "sluice-faults-newest",
+                   "{ type: http, url: \"" + receiver.url() + "\", buffer: { overflow: drop_newest } }"));
+  auto agent = StartAgent(dir);
+  REQUIRE(WaitUntil(
+      [&] { return broker.SubscriptionCount("sluice-faults-newest", "sensors/+/+") > 0; },
+      milliseconds(30000)));
+  {
+    TestPublisher pub(broker.url());
+    REQUIRE_NOTHROW(pub.PublishNumbered(kTopic, 0, kCount));
+  }
+  // Every reading taken (acknowledged): queued, or left out and counted.
+  std::optional<BufferLine> stats;
+  std::string output;
+  bool taken_all = WaitUntil(
+      [&] {
+        std::this_thread::sleep_for(milliseconds(1000));  // see the drop_oldest test
+        stats = BufferStats(dir, data, "out", &output);
+        return stats && stats->appended + stats->dropped_newest == static_cast<uint64_t>(kCount);
+      },
+      milliseconds(90000));
+  INFO("sluice buffer stats:\n" << output);
+  INFO("agent log:\n" << ReadFile(dir.File("agent.log")));
+  REQUIRE(taken_all);
+  CHECK(stats->dropped_newest > 0);  // the disk really was full
+  CHECK(stats->records == stats->appended);
+  CHECK(agent->Running());
+  CHECK(agent->Stop(SIGTERM, milliseconds(30000)) == 0);
+}
+
 TEST_CASE("a full disk with drop_oldest: readings are still acknowledged, the oldest queued "
           "records go (counted), the rest drains once the sink is back",
           "[integration][faults][disk]") {
