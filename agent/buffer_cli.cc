@@ -107,6 +107,12 @@ int RunBuffer(const BufferCommand& command) {
       return 1;
     }
     for (const QueuedEnvelope& r : *records) std::cout << q.sink << "\t" << r.envelope.body << "\n";
+    if (records->size() < command.limit && records->size() < q.records) {
+      // One read of the outbox takes at most 4096 records or 8 MiB: say so
+      // rather than pass a partial copy for the whole queue.
+      std::cerr << q.sink << ": showed the oldest " << records->size() << " of " << q.records
+                << " queued records (peek reads at most 4096 records or 8 MiB per sink)\n";
+    }
   }
   if (!found) {
     std::cerr << "no sink '" << command.sink << "' in " << path << "\n";
