@@ -207,17 +207,19 @@ class Agent::Impl {
     shut_down_ = true;
     LogInfo("stopping: no new readings; finishing in-flight work");
     {
-      // A source whose commit is held (disk full, or a full queue under
-      // overflow: block) would keep the stop waiting for room: after the
-      // grace period its commit gives up, unacknowledged, and the broker
-      // keeps the readings for the next start.
+      // A commit held for room (disk full, or a full queue under overflow:
+      // block), a source's or the ticker's, would keep the stop waiting:
+      // once the grace period is over, a commit still held gives up,
+      // unacknowledged, and the broker keeps its readings for the next start.
       std::mutex held_mu;
       std::condition_variable held_wake;
       bool stopped = false;
       const SteadyTime give_up = clock_.Now() + config_.agent.shutdown_grace;
       std::thread unblocker([&] {
         std::unique_lock<std::mutex> lock(held_mu);
-        while (!stopped && clock_.Now() < give_up) clock_.WaitUntil(lock, held_wake, give_up);
+        while (!stopped && (clock_.Now() < give_up || !pipelines_->WaitingOnStore())) {
+          clock_.WaitUntil(lock, held_wake, std::max(give_up, clock_.Now() + Millis(100)));
+        }
         if (stopped) return;
         LogWarn("stopping: a commit is still held (disk full or a full queue); giving it up, "
                 "unacknowledged: the broker keeps its readings for the next start");
@@ -226,18 +228,18 @@ class Agent::Impl {
       });
       for (auto& source : sources_) source->Stop();
       {
+        std::lock_guard<std::mutex> lock(tick_mu_);
+        stopping_ = true;
+        tick_wake_.notify_all();
+      }
+      if (ticker_.joinable()) ticker_.join();
+      {
         std::lock_guard<std::mutex> lock(held_mu);
         stopped = true;
         held_wake.notify_all();
       }
       unblocker.join();
     }
-    {
-      std::lock_guard<std::mutex> lock(tick_mu_);
-      stopping_ = true;
-      tick_wake_.notify_all();
-    }
-    if (ticker_.joinable()) ticker_.join();
     // The sources are stopped: the state is final. A failure is logged, and
     // the next start replays the journal from the last checkpoint instead.
     (void)pipelines_->Checkpoint();

@@ -165,6 +165,9 @@ class PipelineRunner {
   // A commit being retried (disk full) gives up now, without waiting for
   // the lock Close() takes. Thread-safe.
   void StopRetrying();
+  // True while a commit waits for room (disk full, or a full queue under
+  // overflow: block). Thread-safe.
+  bool WaitingOnStore() const { return waiting_on_store_.load(std::memory_order_relaxed); }
 
   const std::vector<std::unique_ptr<PipelineRuntime>>& pipelines() const { return pipelines_; }
 

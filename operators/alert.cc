@@ -11,6 +11,10 @@
 namespace sluice::operators {
 namespace {
 
+// How far behind a key's latest reading a reading may be and still be taken
+// for one delivered out of order (ignored), not for a clock set back.
+constexpr int64_t kOutOfOrderMs = 60 * 60 * 1000;
+
 // Keys in ok hold no entry, so a key's entry is always one of these.
 enum class Phase : uint8_t { kPending = 1, kFiring = 2 };
 
@@ -96,9 +100,15 @@ class Alert final : public Operator {
     KeyState& s = entry->value;
     // Out of order: a newer reading of this key has already spoken. Judging
     // the older one now would resolve a firing alert (or cancel a pending
-    // one) on what was true before, and date it at the newer reading.
-    if (record.event_time_ms < s.last_ms) return Status::Ok();
-    s.last_ms = record.event_time_ms;
+    // one) on what was true before, and date it at the newer reading. Much
+    // older is a device clock set back (a reboot to 1970, an NTP step): its
+    // readings are judged, at the key's latest time, or the alert could
+    // never end.
+    if (record.event_time_ms < s.last_ms &&
+        !ElapsedAtLeast(s.last_ms, record.event_time_ms, kOutOfOrderMs + 1)) {
+      return Status::Ok();
+    }
+    s.last_ms = std::max(s.last_ms, record.event_time_ms);
     const int64_t now = s.last_ms;
 
     if (s.phase == Phase::kPending) {

@@ -582,16 +582,21 @@ bool ExtractNested(const Projection& projection, const char*& p, const char* end
     const size_t parent = path.size();
     path += '.';
     path += key;
-    if (projection.WantsNested(path)) {
+    const bool wanted = projection.WantsNested(path);
+    const bool under = p < end && *p == '{' && projection.NestedUnder(path);
+    if (wanted) {  // "a.b" whole; with "a.b.c" wanted too, read again below
+      const char* value = p;
       Scalar s;
-      if (!ScanValue(p, end, &s)) return false;
+      if (!ScanValue(value, end, &s)) return false;
       Field& f = fields->emplace_back();
       f.name = path;
       f.nested = true;
       SetValue(s, &f.value);
-    } else if (p < end && *p == '{' && projection.NestedUnder(path)) {
+      if (!under) p = value;
+    }
+    if (under) {
       if (!ExtractNested(projection, p, end, path, depth + 1, fields)) return false;
-    } else if (!SkipValue(p, end, depth + 1)) {
+    } else if (!wanted && !SkipValue(p, end, depth + 1)) {
       return false;
     }
     path.resize(parent);

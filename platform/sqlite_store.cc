@@ -409,8 +409,10 @@ struct QueueState {
     to.dead_lettered += r;
     return r;
   }
+  // Every removed record is counted now: a refused count beyond them (rows
+  // evicted or purged between Peek and Remove) must not pass to later ones.
   void ClearPending() {
-    refused -= std::min(refused, pending_records);
+    refused = 0;
     pending_records = 0;
     pending_bytes = 0;
   }
@@ -615,6 +617,7 @@ class SqliteStore final : public Store {
   std::mutex db_mu_;  // the connection, its statements, the transaction
   sqlite3* db_ = nullptr;
   bool failing_ = false;  // last write-side transaction failed (for the "again" line)
+  bool dead_lettered_column_ = true;  // queues.dead_lettered exists (see PrepareStatements)
   Stmt begin_, commit_, rollback_;
   Stmt insert_journal_, update_queue_, insert_queue_, select_queues_;
   Stmt queue_records_, read_journal_, journal_high_, journal_count_;
@@ -852,7 +855,12 @@ Status SqliteStore::OpenDb(bool* corrupt, std::string* reason) {
     if (column->empty()) {
       rc = sqlite3_exec(db_, "ALTER TABLE queues ADD COLUMN dead_lettered INTEGER NOT NULL DEFAULT 0",
                         nullptr, nullptr, nullptr);
-      if (rc != SQLITE_OK) return failed(rc, Sql(rc, "adding queues.dead_lettered"));
+      // A full disk must not keep an upgraded agent from starting (and from
+      // delivering its backlog): without the column it runs as the older one.
+      if (rc != SQLITE_OK) {
+        LogWarn("store ", path_, ": cannot add queues.dead_lettered yet (",
+                sqlite3_errstr(rc), "); refused records are not counted apart until a later start");
+      }
     }
     if (!memory_) SetUpReserve();
   }
@@ -917,6 +925,7 @@ Status SqliteStore::PrepareStatements() {
   found = Strings("SELECT name FROM pragma_table_info('queues') WHERE name='dead_lettered'", &code);
   if (!found.ok()) return found.status();
   const bool dead_lettered = !found->empty();
+  dead_lettered_column_ = dead_lettered;
   const std::string select_queues =
       std::string("SELECT id, sink, records, bytes, appended, delivered, dropped_oldest, "
                   "dropped_newest, purged, last_seq, ") +
@@ -1149,7 +1158,8 @@ Status SqliteStore::InTransaction(std::string_view what,
 Status SqliteStore::UpdateQueueRow(const QueueState& qs, const Counters& c, uint64_t last_seq) {
   Query q(update_queue_);
   q.Int(1, qs.id).U64(9, last_seq).U64(2, c.records).U64(3, c.bytes).U64(4, c.appended).U64(5, c.delivered)
-      .U64(6, c.dropped_oldest).U64(7, c.dropped_newest).U64(8, c.purged).U64(10, c.dead_lettered);
+      .U64(6, c.dropped_oldest).U64(7, c.dropped_newest).U64(8, c.purged);
+  if (dead_lettered_column_) q.U64(10, c.dead_lettered);
   int rc = q.Step();
   return rc == SQLITE_DONE ? Status::Ok() : Sql(rc, "updating queue figures");
 }
@@ -1823,6 +1833,7 @@ void SqliteStore::HideDelivered(QueueState& q, uint64_t through, uint64_t n, uin
   q.removed_through = through;
   q.pending_records = n;
   q.pending_bytes = b;
+  if (n == 0) q.refused = 0;  // see QueueState::ClearPending
 }
 
 Status SqliteStore::DeleteNow(QueueState& q, uint64_t through, std::string_view context) {

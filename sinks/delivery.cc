@@ -212,7 +212,17 @@ void DeliveryLoop::Run() {
       if (!Backoff(NextDelay())) break;
       continue;
     }
-    const uint64_t refused = result.status.ok() ? std::min(result.rejected.size(), batch.size()) : batch.size();
+    uint64_t refused = batch.size();
+    if (result.status.ok()) {  // the distinct records dead-lettered above
+      std::vector<bool> seen(batch.size(), false);
+      refused = 0;
+      for (const Rejection& r : result.rejected) {
+        if (r.index < batch.size() && !seen[r.index]) {
+          seen[r.index] = true;
+          ++refused;
+        }
+      }
+    }
     if (Status s = queue_.Remove(batch.back().seq, refused); !s.ok()) {
       remove_log_.Log("sink '" + name_ + "': removing delivered records failed: " + s.ToString());
     }

@@ -118,15 +118,18 @@ class FileSink final : public Sink {
           size_ + chunk.size() + line_size > config_.rotate_max_size) {
         RETURN_IF_ERROR(Append(chunk));
         chunk.clear();
+        RETURN_IF_ERROR(Sync());  // what goes to path.1 is part of this batch
         RETURN_IF_ERROR(Rotate());
       }
       chunk += e.body;
       chunk += '\n';
     }
     RETURN_IF_ERROR(Append(chunk));
-    if (sync_each_batch_ && ::fdatasync(fd_) != 0) {
-      return ErrnoStatus(errno, "syncing " + config_.path);
-    }
+    return Sync();
+  }
+
+  Status Sync() {
+    if (sync_each_batch_ && ::fdatasync(fd_) != 0) return ErrnoStatus(errno, "syncing " + config_.path);
     return Status::Ok();
   }
 

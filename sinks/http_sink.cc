@@ -137,9 +137,6 @@ class HttpSink : public Sink {
       fixed_headers_.push_back(header + ": " + value.value());
       secrets_.push_back(value.value());
     }
-    // The longest first: one secret may contain another.
-    std::sort(secrets_.begin(), secrets_.end(),
-              [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
     return Status::Ok();
   }
 
@@ -214,14 +211,27 @@ class HttpSink : public Sink {
   // A receiver that echoes the request must not put a header's value or the
   // url's credentials (the Basic token, the password) into our logs, the
   // sink's last error or a dead letter.
-  std::string RedactSecrets(std::string text) const {
+  // Every occurrence is found in the answer as it came, then replaced: a
+  // secret that is part of "<secret>" cannot match the marker again.
+  std::string RedactSecrets(const std::string& text) const {
+    std::vector<bool> hidden(text.size(), false);
     for (const std::string& secret : secrets_) {
       if (secret.size() < 4) continue;
-      for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
-        text.replace(at, secret.size(), "<secret>");
+      for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 1)) {
+        std::fill(hidden.begin() + static_cast<std::ptrdiff_t>(at),
+                  hidden.begin() + static_cast<std::ptrdiff_t>(at + secret.size()), true);
       }
     }
-    return text;
+    std::string out;
+    out.reserve(text.size());
+    for (size_t i = 0; i < text.size(); ++i) {
+      if (!hidden[i]) {
+        out += text[i];
+      } else if (i == 0 || !hidden[i - 1]) {
+        out += "<secret>";
+      }
+    }
+    return out;
   }
 
   const std::string name_;

@@ -311,6 +311,22 @@ TEST_CASE("an answer that echoes the url's credentials or a header cut at the ex
   }
 }
 
+TEST_CASE("a secret that is part of the redaction marker is redacted once", "[integration][http]") {
+  HttpReceiver receiver;
+  receiver.Start();
+  receiver.Fail(400, 1, Body("password secret, key cret and secret again"));
+  config::HttpSinkConfig http = HttpConfig(receiver);
+  http.url = "http://u:secret@127.0.0.1:" + std::to_string(receiver.port()) + "/ingest";
+  http.headers["X-Key"] = config::Secret("cret");
+  Rig rig(http);
+  REQUIRE(rig.Write(0, 1).ok());
+  rig.StartLoop();  // redacting again inside "<secret>" looped for ever
+  REQUIRE(WaitUntil([&] { return rig.Stats().records == 0; }, kPatience));
+  std::vector<DeadLetter> letters = rig.dead.Letters();
+  REQUIRE(letters.size() == 1);
+  CHECK(letters[0].reason.find("password <secret>, key <secret> and <secret> again") != std::string::npos);
+}
+
 TEST_CASE("headers the sink sets itself are refused, Content-Type replaces the sink's",
           "[integration][http]") {
   HttpReceiver receiver;

@@ -474,6 +474,14 @@ TEST_CASE("a reading older than its key's latest changes nothing") {
 
   // Firing: a late cool reading does not resolve it; the next one does.
   CHECK(Run(*op, {Reading(15000, "d1", 70.5)}).empty());
+  {  // A clock set back by more than an hour is judged, or it could never end.
+    AlertSpec again = Overheat();
+    auto other = NewAlert({"gw-1", "overheat"}, std::move(again));
+    REQUIRE(Run(*other, {Reading(1800000000000, "d1", 85.0)}).size() == 1);
+    auto back = Run(*other, {Reading(1000, "d1", 20.0)});
+    REQUIRE(back.size() == 1);
+    CHECK(Parse(back[0])["state"] == "resolved");
+  }
   out = Run(*op, {Reading(30000, "d1", 70.5)});
   REQUIRE(out.size() == 1);
   CHECK(Parse(out[0]) == json{{"id", Id(kD1, 30000, "resolved")},

@@ -162,6 +162,17 @@ TEST_CASE("dotted names read members of nested objects, at any depth") {
   CHECK(r.fields[1].nested);
   CHECK(r.fields[2].name == "ts");
 
+  // A dotted name inside another one: both.
+  o.projection = Projection::Only({"a.b", "a.b.c"});
+  o.projection.nested = {"a.b", "a.b.c"};
+  REQUIRE(JsonDecoder(o).Decode("t", R"({"ts":1,"a":{"b":{"c":4,"d":5}}})", 0, &r).ok());
+  REQUIRE(r.Find("a.b.c") != nullptr);
+  CHECK(*r.Find("a.b.c") == Value{int64_t{4}});
+  REQUIRE(r.Find("a.b") != nullptr);
+  CHECK(std::holds_alternative<RawJson>(*r.Find("a.b")));
+  o.projection = Projection::All();
+  o.projection.nested = {"sensor.temp"};
+
   // A broken nested object is a broken payload; a missing member is missing.
   CHECK_FALSE(JsonDecoder(o).Decode("t", R"({"ts":1,"sensor":{"temp":})", 0, &r).ok());
   REQUIRE(JsonDecoder(o).Decode("t", R"({"ts":1,"sensor":{"hum":3}})", 0, &r).ok());
