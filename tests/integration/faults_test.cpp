@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <set>
@@ -106,10 +107,24 @@ size_t CountLinesMatching(const std::string& text, const std::vector<std::string
   return count;
 }
 
-// Unmounts at scope exit, even when the test fails.
+// A tmpfs of `size` mounted on `dir` (created), unmounted at scope exit even
+// when the test fails. Disk-full tests need it; without root, or when the
+// mount fails, Tmpfs warns and gives null, and the test passes as skipped.
 class MountGuard {
  public:
-  explicit MountGuard(std::string dir) : dir_(std::move(dir)) {}
+  static std::unique_ptr<MountGuard> Tmpfs(const std::string& dir, const std::string& size) {
+    if (::geteuid() != 0) {
+      WARN("disk-full test needs root (mount -t tmpfs): skipped");
+      return nullptr;
+    }
+    fs::create_directories(dir);
+    const std::string cmd = "mount -t tmpfs -o size=" + size + " tmpfs " + dir + " 2>&1";
+    if (std::system(cmd.c_str()) != 0) {
+      WARN("cannot mount a tmpfs on " << dir << ": disk-full test skipped");
+      return nullptr;
+    }
+    return std::unique_ptr<MountGuard>(new MountGuard(dir));
+  }
   ~MountGuard() {
     std::string cmd = "umount " + dir_ + " 2>&1";
     if (std::system(cmd.c_str()) != 0) {
@@ -121,6 +136,7 @@ class MountGuard {
   MountGuard& operator=(const MountGuard&) = delete;
 
  private:
+  explicit MountGuard(std::string dir) : dir_(std::move(dir)) {}
   std::string dir_;
 };
 
@@ -295,11 +311,6 @@ TEST_CASE("a second agent on the same data_dir is refused, the first keeps runni
 
 TEST_CASE("a full disk holds intake, and the agent resumes by itself once there is room",
           "[integration][faults][disk]") {
-  if (::geteuid() != 0) {
-    WARN("disk-full test needs root (mount -t tmpfs): skipped");
-    SUCCEED("skipped");  // ctest runs with --warn NoAssertions
-    return;
-  }
   constexpr int64_t kCount = 20000;
   constexpr int64_t kRate = 2000;
   constexpr int64_t kStartMs = 1700000000000;
@@ -307,14 +318,11 @@ TEST_CASE("a full disk holds intake, and the agent resumes by itself once there 
 
   TempDir dir;
   const std::string mnt = dir.File("mnt");
-  fs::create_directories(mnt);
-  std::string mount_cmd = "mount -t tmpfs -o size=32m tmpfs " + mnt + " 2>&1";
-  if (std::system(mount_cmd.c_str()) != 0) {
-    WARN("cannot mount a tmpfs on " << mnt << ": disk-full test skipped");
+  auto guard = MountGuard::Tmpfs(mnt, "32m");  // outlives the children below
+  if (!guard) {
     SUCCEED("skipped");  // ctest runs with --warn NoAssertions
     return;
   }
-  MountGuard guard(mnt);  // after the children below are gone (declared before them)
 
   MosquittoOptions broker_options;
   broker_options.max_queued_messages = 2 * kCount;
@@ -439,21 +447,13 @@ TEST_CASE("a full disk holds intake, and the agent resumes by itself once there 
 
 TEST_CASE("SIGTERM while a full disk holds a commit stops within the grace period",
           "[integration][faults][disk]") {
-  if (::geteuid() != 0) {
-    WARN("disk-full test needs root (mount -t tmpfs): skipped");
-    SUCCEED("skipped");  // ctest runs with --warn NoAssertions
-    return;
-  }
   TempDir dir;
   const std::string mnt = dir.File("mnt");
-  fs::create_directories(mnt);
-  std::string mount_cmd = "mount -t tmpfs -o size=16m tmpfs " + mnt + " 2>&1";
-  if (std::system(mount_cmd.c_str()) != 0) {
-    WARN("cannot mount a tmpfs on " << mnt << ": disk-full test skipped");
+  auto guard = MountGuard::Tmpfs(mnt, "16m");
+  if (!guard) {
     SUCCEED("skipped");  // ctest runs with --warn NoAssertions
     return;
   }
-  MountGuard guard(mnt);
   Mosquitto broker;
   broker.Start();
   const std::string data = mnt + "/data";
@@ -496,22 +496,14 @@ TEST_CASE("SIGTERM while a full disk holds a commit stops within the grace perio
 TEST_CASE("a full disk with drop_newest: readings are still acknowledged, the new records "
           "left out and counted",
           "[integration][faults][disk]") {
-  if (::geteuid() != 0) {
-    WARN("disk-full test needs root (mount -t tmpfs): skipped");
-    SUCCEED("skipped");  // ctest runs with --warn NoAssertions
-    return;
-  }
   constexpr int64_t kCount = 15000;
   TempDir dir;
   const std::string mnt = dir.File("mnt");
-  fs::create_directories(mnt);
-  std::string mount_cmd = "mount -t tmpfs -o size=4m tmpfs " + mnt + " 2>&1";
-  if (std::system(mount_cmd.c_str()) != 0) {
-    WARN("cannot mount a tmpfs on " << mnt << ": disk-full test skipped");
+  auto guard = MountGuard::Tmpfs(mnt, "4m");
+  if (!guard) {
     SUCCEED("skipped");  // ctest runs with --warn NoAssertions
     return;
   }
-  MountGuard guard(mnt);
   MosquittoOptions broker_options;
   broker_options.max_queued_messages = 2 * kCount;
   Mosquitto broker(broker_options);
@@ -551,23 +543,15 @@ TEST_CASE("a full disk with drop_newest: readings are still acknowledged, the ne
 TEST_CASE("a full disk with drop_oldest: readings are still acknowledged, the oldest queued "
           "records go (counted), the rest drains once the sink is back",
           "[integration][faults][disk]") {
-  if (::geteuid() != 0) {
-    WARN("disk-full test needs root (mount -t tmpfs): skipped");
-    SUCCEED("skipped");  // ctest runs with --warn NoAssertions
-    return;
-  }
   constexpr int64_t kCount = 15000;
 
   TempDir dir;
   const std::string mnt = dir.File("mnt");
-  fs::create_directories(mnt);
-  std::string mount_cmd = "mount -t tmpfs -o size=4m tmpfs " + mnt + " 2>&1";
-  if (std::system(mount_cmd.c_str()) != 0) {
-    WARN("cannot mount a tmpfs on " << mnt << ": disk-full test skipped");
+  auto guard = MountGuard::Tmpfs(mnt, "4m");  // outlives the children below
+  if (!guard) {
     SUCCEED("skipped");  // ctest runs with --warn NoAssertions
     return;
   }
-  MountGuard guard(mnt);  // after the children below are gone (declared before them)
 
   MosquittoOptions broker_options;
   broker_options.max_queued_messages = 2 * kCount;  // the broker must not drop any
