@@ -14,13 +14,16 @@
 //   e2e_load run --mode ceiling|file|http --port P --qos Q --devices N
 //                --rate R (0: full speed) --seconds D
 //                [--agent-pid PID] [--file PATH] [--http-port H]
-//                [--alert-every K] [--quiet-ms MS] [--label TEXT]
+//                [--alert-every K] [--quiet-ms MS] [--label TEXT] [--warmup W]
 //       One measurement: starts the receiver (ceiling: a plain subscriber
 //       that only counts; file: tails the file sink's output;
 //       http: a loopback HTTP server the agent's HTTP sink posts to), then
 //       publishes simulator-shaped readings for D seconds, waits until every
 //       sent reading is accounted for at the receiver (or nothing moved for
 //       --quiet-ms), and prints one CSV line (header: `e2e_load header`).
+//       --warmup W: publishes W seconds more first; cpu_pct_core is then the
+//       agent's CPU over the D seconds after them (sending only), the
+//       sustained cost at that rate rather than one that includes start-up.
 //
 //   e2e_load publish --port P --qos Q --devices N --rate R --seconds D
 //       The publisher alone.
@@ -54,6 +57,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -558,13 +562,19 @@ class Publisher {
 
   // Publishes for `seconds` at `rate` (0: as fast as the broker takes them),
   // in 1 ms bursts; returns once every QoS 1 message was acknowledged.
-  void Run(double rate, double seconds) {
+  // `at_mark`, if given, is called once `mark_s` seconds in.
+  void Run(double rate, double seconds, double mark_s = 0, const std::function<void()>& at_mark = {}) {
     const double t0 = MonoS();
     first_send_us = NowUs();
     int64_t since_loop = 0;
+    bool marked = !at_mark;
     while (true) {
       double elapsed = MonoS() - t0;
       if (elapsed >= seconds) break;
+      if (!marked && elapsed >= mark_s) {
+        marked = true;
+        at_mark();
+      }
       int64_t target = rate > 0 ? int64_t(rate * elapsed) + 1 : sent + 64;
       bool blocked = false;
       while (sent < target) {
@@ -736,6 +746,7 @@ int Run(const Args& a) {
   const int agent = int(a.Int("agent-pid", 0));
   const int alert_every = int(a.Int("alert-every", mode == "http" ? 100 : 0));
   const double quiet_s = a.Num("quiet-ms", 3000) / 1000.0;
+  const double warmup = a.Num("warmup", 0);
   if (port <= 0) Die("run: --port");
 
   Tally tally;
@@ -758,7 +769,19 @@ int Run(const Args& a) {
 
   Publisher pub(port, qos, devices, alert_every);
   ProcStats before = ReadProc(agent);
-  pub.Run(rate, seconds);
+  // With --warmup, cpu_pct_core is the agent's CPU while sending after the
+  // warm-up (the first keys, allocations, one-off start-up work excluded;
+  // the flush and the drain too): the sustained cost at this rate.
+  ProcStats warm, sent_all;
+  double warm_at = 0, sent_at = 0;
+  pub.Run(rate, warmup + seconds, warmup, [&] {
+    warm = ReadProc(agent);
+    warm_at = MonoS();
+  });
+  if (warmup > 0) {
+    sent_all = ReadProc(agent);
+    sent_at = MonoS();
+  }
   if (http) pub.Flush(15000);
 
   // Wait until everything sent is accounted for, or nothing moves.
@@ -814,6 +837,10 @@ int Run(const Args& a) {
       if (c > 0) std::snprintf(b, sizeof b, "%.0f", double(got) / c), per_cpu_s = b;
     }
     std::snprintf(b, sizeof b, "%.1f", 100.0 * c / span), pct = b;
+    if (warmup > 0 && warm.cpu_s >= 0 && sent_all.cpu_s >= 0 && sent_at > warm_at) {
+      std::snprintf(b, sizeof b, "%.1f", 100.0 * (sent_all.cpu_s - warm.cpu_s) / (sent_at - warm_at));
+      pct = b;
+    }
     hwm = std::to_string(after.hwm_kib);
     rss = std::to_string(after.rss_kib);
   }
@@ -969,19 +996,23 @@ int Summarize(const Args& a) {
       const double full_tp = Median(column(full, "throughput"));
       double lost_max = 0;
       for (const Row* r : full) lost_max = std::max(lost_max, D(*r, "lost"));
-      // The highest rate offered (pub_rate: what the publisher achieved) that
-      // arrived whole and drained in time; full speed counts if no run lost.
+      // The highest rate offered (pub_rate: what the publisher achieved,
+      // median of a step's runs) at which every run arrived whole and
+      // drained in time; full speed counts if no run lost.
       double sustained = NAN;
-      for (const Row* r : select(mode, "x")) {
-        if (D(*r, "lost") == 0 && D(*r, "dups") == 0 && D(*r, "drain_ms") <= max_drain_ms) {
-          double got = D(*r, "pub_rate");
-          if (std::isnan(sustained) || got > sustained) sustained = got;
-        }
+      std::map<std::string, std::vector<const Row*>> steps;
+      for (const Row* r : select(mode, "x")) steps[r->at("label")].push_back(r);
+      for (const auto& [label, runs] : steps) {
+        const bool whole = std::all_of(runs.begin(), runs.end(), [&](const Row* r) {
+          return D(*r, "lost") == 0 && D(*r, "dups") == 0 && D(*r, "drain_ms") <= max_drain_ms;
+        });
+        const double got = Median(column(runs, "pub_rate"));
+        if (whole && (std::isnan(sustained) || got > sustained)) sustained = got;
       }
       if (lost_max == 0 && (std::isnan(sustained) || full_tp > sustained)) sustained = full_tp;
       if (std::string(mode) == "ceiling") ceiling_sustained = sustained;
-      double p50 = NAN, p99 = NAN;
-      for (const Row* r : select(mode, "x0.50")) p50 = D(*r, "lat_p50_us"), p99 = D(*r, "lat_p99_us");
+      const auto half = select(mode, "x0.50");
+      const double p50 = Median(column(half, "lat_p50_us")), p99 = Median(column(half, "lat_p99_us"));
       const double cpu5k = Median(column(select(mode, "r5000"), "cpu_pct_core"));
       double peak = NAN;
       for (const Row* r : select(mode, "")) {
