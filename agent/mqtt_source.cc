@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "platform/log.h"
+#include "platform/mqtt_publisher.h"  // MqttEndpoint
 #include "platform/mqtt_wire.h"
 #include "platform/net_stream.h"
 #include "platform/thread_name.h"
@@ -36,6 +37,20 @@ constexpr size_t kReadChunk = 64 * 1024;
 // Bytes read before the batch is taken, and readings per batch: bounds the
 // memory a batch holds and the time until its acknowledgements go out.
 constexpr size_t kReadAhead = 256 * 1024;
+// The read buffer's bytes are left uninitialised when it grows: its pages
+// become resident as data arrives, not all at once (zeroing the 64 KiB ahead
+// of every read made an idle source hold 128 KiB).
+template <typename T>
+struct Uninitialized : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = Uninitialized<U>;
+  };
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+};
 constexpr size_t kMaxBatch = 512;
 // A batch is taken once it holds kBatchTarget messages (or kReadChunk
 // bytes), or kBatchLinger after its first message was read. The source
@@ -47,28 +62,6 @@ constexpr size_t kMaxBatch = 512;
 constexpr size_t kBatchTarget = 64;
 constexpr std::chrono::microseconds kBatchLinger{20000};
 
-struct Endpoint {
-  std::string host;
-  int port = 0;
-  bool tls = false;
-};
-
-// config/ validated the URL: scheme://host:port, host possibly [v6].
-Endpoint ParseUrl(const std::string& url) {
-  Endpoint e;
-  const size_t scheme_end = url.find("://");
-  const std::string scheme = url.substr(0, scheme_end);
-  e.tls = scheme == "ssl" || scheme == "mqtts";
-  const std::string rest = url.substr(scheme_end + 3);
-  const size_t colon = rest.rfind(':');
-  e.host = rest.substr(0, colon);
-  if (e.host.size() >= 2 && e.host.front() == '[' && e.host.back() == ']') {
-    e.host = e.host.substr(1, e.host.size() - 2);
-  }
-  e.port = std::atoi(rest.c_str() + colon + 1);
-  return e;
-}
-
 }  // namespace
 
 class MqttSource::Impl {
@@ -77,7 +70,7 @@ class MqttSource::Impl {
        PipelineRunner& pipelines, DeadLetterStore& dead_letters, const Clock& clock)
       : config_(config),
         index_(index),
-        endpoint_(ParseUrl(config.url)),
+        endpoint_(ParseMqttUrl(config.url)),
         decoder_(std::move(decode)),
         pipelines_(pipelines),
         dead_letters_(dead_letters),
@@ -92,6 +85,9 @@ class MqttSource::Impl {
   Status Init() {
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (wake_fd_ < 0) return Status::Internal(std::string("eventfd: ") + std::strerror(errno));
+    // Room for a batch's read-ahead and the chunk after it, so that it does
+    // not move while it fills (untouched until read into).
+    buffer_.reserve(kReadAhead + 2 * kReadChunk);
     if (config_.tls) tls_ = TlsOptions{config_.tls->ca, config_.tls->cert, config_.tls->key};
     connect_.client_id = config_.client_id;
     connect_.clean_session = !config_.persistent_session;
@@ -514,7 +510,7 @@ class MqttSource::Impl {
 
   const config::SourceConfig config_;
   const int index_;
-  const Endpoint endpoint_;
+  const MqttEndpoint endpoint_;
   const operators::JsonDecoder decoder_;
   PipelineRunner& pipelines_;
   DeadLetterStore& dead_letters_;
@@ -525,7 +521,7 @@ class MqttSource::Impl {
   mqtt::ConnectOptions connect_;
 
   // The connection thread's own state.
-  std::vector<char> buffer_;
+  std::vector<char, Uninitialized<char>> buffer_;
   size_t have_ = 0;               // bytes of buffer_ read, not yet consumed
   std::string out_;               // packets to send
   std::vector<mqtt::Publish> batch_;

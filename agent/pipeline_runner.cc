@@ -56,27 +56,29 @@ bool PipelineRunner::RecentSet::Contains(uint64_t hash) const { return index_.Co
 
 void PipelineRunner::RecentSet::Add(uint64_t hash) {
   if (!index_.Insert(hash)) return;
-  if (size_ == kRecentReadings) index_.Erase(ring_[next_]);
+  if (ring_.size() < kRecentReadings) {  // filling up: ring_[0] is the oldest
+    ring_.push_back(hash);
+    return;
+  }
+  index_.Erase(ring_[next_]);
   ring_[next_] = hash;
   next_ = (next_ + 1) % kRecentReadings;
-  size_ = std::min(size_ + 1, kRecentReadings);
 }
 
 // Version byte, then each hash as 8 bytes little-endian, oldest first.
 std::string PipelineRunner::RecentSet::Encode() const {
   std::string out(1, kRecentSetVersion);
-  out.reserve(1 + 8 * size_);
-  const size_t oldest = size_ < kRecentReadings ? 0 : next_;
-  for (size_t n = 0; n < size_; ++n) {
-    const uint64_t h = ring_[(oldest + n) % kRecentReadings];
+  out.reserve(1 + 8 * ring_.size());
+  for (size_t n = 0; n < ring_.size(); ++n) {
+    const uint64_t h = ring_[(next_ + n) % ring_.size()];
     for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((h >> (8 * i)) & 0xff));
   }
   return out;
 }
 
 bool PipelineRunner::RecentSet::Decode(std::string_view in) {
-  for (size_t i = 0; i < size_; ++i) index_.Erase(ring_[i]);
-  size_ = 0;
+  for (uint64_t h : ring_) index_.Erase(h);
+  ring_.clear();
   next_ = 0;
   if (in.empty() || in[0] != kRecentSetVersion || (in.size() - 1) % 8 != 0) return false;
   for (size_t at = 1; at < in.size(); at += 8) {

@@ -47,7 +47,6 @@
 #ifndef SLUICE_AGENT_PIPELINE_RUNNER_H_
 #define SLUICE_AGENT_PIPELINE_RUNNER_H_
 
-#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -218,8 +217,9 @@ class PipelineRunner {
     bool Decode(std::string_view in);  // false (and empty) when malformed
 
    private:
-    std::array<uint64_t, kRecentReadings> ring_{};  // the last size_ hashes, next_ the oldest when full
-    size_t size_ = 0;
+    // The last hashes, up to kRecentReadings; once full, next_ is the
+    // oldest. Grown as readings come (a source without any costs nothing).
+    std::vector<uint64_t> ring_;
     size_t next_ = 0;
     HashSet64 index_;  // what ring_ holds
   };

@@ -4,20 +4,18 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
-#include <deque>
 #include <memory>
 #include <string>
 
-#include <mqtt/async_client.h>
 #include <CLI/CLI.hpp>
 
 #include "platform/clock.h"
 #include "platform/fs.h"
+#include "platform/mqtt_publisher.h"
 #include "platform/signals.h"
 #include "platform/status.h"
 
@@ -88,99 +86,81 @@ std::string AsCliCheck(const Status& s) {
   return s.ok() ? std::string() : std::string(s.message());
 }
 
-// Publishes with a bounded window of unacknowledged messages and waits,
-// without giving up, for Paho's automatic reconnect when the broker goes
-// away. Everything runs on the caller's thread except Paho's own callbacks,
-// which only print.
+// Publishes with a bounded window of unacknowledged messages and, when the
+// broker goes away, reconnects without giving up (what was in flight then
+// counts as not acknowledged). Everything runs on the caller's thread.
 class Publisher {
  public:
   Publisher(const SimulateOptions& options, SignalWaiter& signals)
-      : options_(options), signals_(signals), window_(options.qos == 2 ? kQos2Window : kWindow) {}
+      : options_(options), signals_(signals), window_(options.qos == 2 ? kQos2Window : kWindow) {
+    client_options_.url = options_.url;
+    client_options_.connect.client_id =
+        options_.client_id.empty() ? "sluice-sim-" + HostName() + "-" + std::to_string(getpid())
+                                   : options_.client_id;
+    client_options_.connect.clean_session = true;
+    client_options_.connect.keep_alive_s = 20;
+    client_options_.timeout = Millis(5000);
+  }
+
+  ~Publisher() { Disconnect(); }
 
   Status Connect() {
-    std::string client_id = options_.client_id;
-    if (client_id.empty()) {
-      client_id = "sluice-sim-" + HostName() + "-" + std::to_string(getpid());
+    StatusOr<std::unique_ptr<MqttPublisher>> client = MqttPublisher::Connect(client_options_);
+    if (!client.ok()) {
+      return Status::Unavailable("cannot connect to " + options_.url + ": " +
+                                 std::string(client.status().message()));
     }
-    try {
-      // Paho counts publishes not yet written to the socket against this
-      // limit even while connected (default 100): leave room for the window.
-      mqtt::create_options create_options(MQTTVERSION_DEFAULT);
-      create_options.set_max_buffered_messages(static_cast<int>(2 * window_));
-      // No persistence: a load generator has nothing worth keeping on disk.
-      client_ =
-          std::make_unique<mqtt::async_client>(options_.url, client_id, create_options, nullptr);
-      client_->set_connection_lost_handler([this](const std::string& cause) {
-        lost_ = true;
-        std::fprintf(stderr, "sluice simulate: connection lost%s%s; reconnecting\n",
-                     cause.empty() ? "" : ": ", cause.c_str());
-      });
-      client_->set_connected_handler([this](const std::string&) {
-        if (lost_.exchange(false)) std::fprintf(stderr, "sluice simulate: reconnected\n");
-      });
-      auto connect_options =
-          mqtt::connect_options_builder()
-              .clean_session(true)
-              .connect_timeout(std::chrono::seconds(5))
-              .keep_alive_interval(std::chrono::seconds(20))
-              // Capped low: a demo should resume soon after the broker does.
-              .automatic_reconnect(std::chrono::milliseconds(250), std::chrono::seconds(2))
-              .finalize();
-      client_->connect(connect_options)->wait();
-    } catch (const mqtt::exception& e) {
-      return Status::Unavailable("cannot connect to " + options_.url + ": " + e.what());
-    }
+    client_ = std::move(*client);
     return Status::Ok();
   }
 
-  // Hands `message` to the broker once there is room in the window; while the
-  // connection is down, waits for it to come back. Returns kCancelled when a
-  // stop signal arrived first.
-  Status Publish(const mqtt::const_message_ptr& message) {
-    while (in_flight_.size() >= window_) {
-      if (!ReapOldest(Millis(50)) && PollStop(Millis(0))) return Status::Cancelled("stopped");
-    }
-    bool said_waiting = false;
+  // Hands one reading to the broker once there is room in the window; while
+  // the connection is down, waits for it to come back. Returns kCancelled
+  // when a stop signal arrived first.
+  Status Publish(const std::string& topic, const std::string& payload) {
     while (true) {
-      try {
-        in_flight_.push_back({client_->publish(message), RealClock().Now()});
+      if (!client_ && !Reconnect()) return Status::Cancelled("stopped");
+      if (client_->in_flight() >= window_) {
+        Status s = client_->Await(window_ - 1, RealClock().Now() + Millis(50));
+        if (!s.ok() && s.code() != StatusCode::kDeadlineExceeded) Lost(s);
+        if (PollStop(Millis(0))) return Status::Cancelled("stopped");
+        continue;
+      }
+      Status s = client_->Publish(topic, payload, options_.qos, RealClock().Now() + kAckTimeout);
+      if (s.ok()) {
         ++published_;
-        return Status::Ok();
-      } catch (const mqtt::exception& e) {
-        if (client_->is_connected()) {
-          return Status::Internal(std::string("publish to '") + message->get_topic() +
-                                  "' failed: " + e.what());
-        }
+        return s;
       }
-      if (!said_waiting) {
-        std::fprintf(stderr, "sluice simulate: waiting for the broker at %s\n",
-                     options_.url.c_str());
-        said_waiting = true;
-      }
-      if (PollStop(Millis(100))) return Status::Cancelled("stopped");
+      Lost(s);
     }
   }
 
   // Counts the acknowledgements that have come in, without waiting.
   void ReapCompleted() {
-    while (!in_flight_.empty() && ReapOldest(Millis(0))) {
-    }
+    if (!client_) return;
+    Status s = client_->Await(0, RealClock().Now());
+    if (!s.ok() && s.code() != StatusCode::kDeadlineExceeded) Lost(s);
   }
 
   // Waits for every outstanding acknowledgement, until `deadline` or a
   // further stop signal.
   void Drain(SteadyTime deadline) {
     int stops_before = stop_signals_;
-    while (!in_flight_.empty() && RealClock().Now() < deadline) {
-      if (!ReapOldest(Millis(50)) && PollStop(Millis(0)) && stop_signals_ > stops_before) break;
+    while (client_ && client_->in_flight() > 0 && RealClock().Now() < deadline) {
+      Status s = client_->Await(0, std::min(deadline, RealClock().Now() + Millis(50)));
+      if (!s.ok() && s.code() != StatusCode::kDeadlineExceeded) {
+        Lost(s);
+        break;
+      }
+      if (PollStop(Millis(0)) && stop_signals_ > stops_before) break;
     }
   }
 
   void Disconnect() {
-    try {
-      if (client_->is_connected()) client_->disconnect()->wait_for(std::chrono::seconds(5));
-    } catch (const mqtt::exception& e) {
-      std::fprintf(stderr, "sluice simulate: disconnect: %s\n", e.what());
+    if (client_) {
+      acknowledged_before_ += client_->completed();
+      client_->Disconnect();
+      client_.reset();
     }
   }
 
@@ -193,54 +173,54 @@ class Publisher {
 
   bool stop_requested() const { return stop_signals_ > 0; }
   int64_t published() const { return published_; }
-  // At QoS 0 there is no acknowledgement: a message counts once Paho wrote it.
-  int64_t acknowledged() const { return acknowledged_; }
-  size_t in_flight() const { return in_flight_.size(); }
+  // At QoS 0 there is no acknowledgement: a message counts once written.
+  int64_t acknowledged() const {
+    return acknowledged_before_ + static_cast<int64_t>(client_ ? client_->completed() : 0);
+  }
+  size_t in_flight() const { return client_ ? client_->in_flight() : 0; }
 
  private:
-  // Keeps the window (and Paho's memory) bounded; ~1000 lets a loopback
-  // broker run at full speed while the oldest ack is waited for.
+  // Keeps the window (and memory) bounded; ~1000 lets a loopback broker run
+  // at full speed while the oldest ack is waited for.
   static constexpr size_t kWindow = 1000;
   // Mosquitto takes at most max_inflight_messages (default 20) unfinished
   // QoS 2 publishes from one client and drops the rest with "quota exceeded"
   // (rc 151) — which an MQTT 3.1.1 publisher cannot see. Stay under it.
   static constexpr size_t kQos2Window = 10;
-  // A token can stay incomplete for good when the connection drops under
-  // it (clean session: the broker forgets it); past this it is given up.
   static constexpr Millis kAckTimeout{60000};
+  static constexpr Millis kMinBackoff{250};
+  // Capped low: a demo should resume soon after the broker does.
+  static constexpr Millis kMaxBackoff{2000};
 
-  struct InFlight {
-    mqtt::delivery_token_ptr token;
-    SteadyTime sent;
-  };
+  // The connection broke: what was in flight is given up.
+  void Lost(const Status& why) {
+    std::fprintf(stderr, "sluice simulate: connection lost: %s; reconnecting\n",
+                 std::string(why.message()).c_str());
+    acknowledged_before_ += client_->completed();
+    client_.reset();
+  }
 
-  // Waits up to `timeout` for the oldest message; true when it was retired
-  // (acknowledged, failed or given up), false when it is still pending.
-  bool ReapOldest(Millis timeout) {
-    InFlight& oldest = in_flight_.front();
-    try {
-      if (!oldest.token->wait_for(timeout)) {
-        if (RealClock().Now() - oldest.sent < kAckTimeout) return false;
-      } else {
-        ++acknowledged_;
+  // False when a stop signal came first.
+  bool Reconnect() {
+    Millis backoff = kMinBackoff;
+    while (!PollStop(backoff)) {
+      if (Connect().ok()) {
+        std::fprintf(stderr, "sluice simulate: reconnected\n");
+        return true;
       }
-    } catch (const mqtt::exception&) {
-      // Failed delivery: counted as not acknowledged.
+      backoff = std::min(kMaxBackoff, backoff * 2);
     }
-    in_flight_.pop_front();
-    return true;
+    return false;
   }
 
   const SimulateOptions& options_;
   SignalWaiter& signals_;
   const size_t window_;  // publishes in flight at most
-  std::atomic<bool> lost_{false};  // set and read on Paho's callback thread
-  std::deque<InFlight> in_flight_;
+  MqttPublisher::Options client_options_;
+  std::unique_ptr<MqttPublisher> client_;
   int stop_signals_ = 0;
   int64_t published_ = 0;
-  int64_t acknowledged_ = 0;
-  // Last, so it goes first: its callbacks use the members above.
-  std::unique_ptr<mqtt::async_client> client_;
+  int64_t acknowledged_before_ = 0;  // by connections since closed
 };
 
 std::chrono::steady_clock::duration Seconds(double s) {
@@ -431,7 +411,6 @@ int RunSimulate(const SimulateOptions& options) {
     std::fprintf(stderr, "sluice simulate: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  // Before Paho starts its threads, so they inherit the blocked signals and
   // SIGINT/SIGTERM reach only signals.Wait() below.
   SignalWaiter signals;
   const int sites = options.sites > 0 ? options.sites : DefaultSiteCount(options.devices);
@@ -506,8 +485,7 @@ int RunSimulate(const SimulateOptions& options) {
           options.start_ms ? SyntheticEventTime(*options.start_ms, i, options.rate, options.devices)
                            : ToEpochMillis(RealClock().WallNow());
       SimulatedReading reading = simulator.Next(time_ms);
-      Status s = publisher.Publish(mqtt::make_message(RenderTopic(options.topic, reading),
-                                                      reading.payload, options.qos, false));
+      Status s = publisher.Publish(RenderTopic(options.topic, reading), reading.payload);
       if (!s.ok()) {
         if (s.code() != StatusCode::kCancelled) failure = s;
         break;

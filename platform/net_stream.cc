@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <mutex>
 #include <netdb.h>
@@ -41,12 +42,53 @@ Waited WaitFor(int fd, short events, SteadyTime deadline, int cancel_fd) {
 
 Status Cancelled() { return Status(StatusCode::kAborted, "cancelled"); }
 
-std::string OpenSslError() {
-  unsigned long code = ERR_get_error();
-  ERR_clear_error();
+// OpenSSL is loaded when the first TLS connection is made, not at start: an
+// agent without TLS (most, on a plant network) does not map libssl and
+// libcrypto (1.7 MiB of its idle RSS). The package depends on libssl3.
+#define SLUICE_OPENSSL_FUNCTIONS(X)                                                          \
+  X(ERR_clear_error) X(ERR_error_string_n) X(ERR_get_error) X(SSL_CTX_ctrl) X(SSL_CTX_free) \
+  X(SSL_CTX_load_verify_locations) X(SSL_CTX_new) X(SSL_CTX_set_default_verify_paths)       \
+  X(SSL_CTX_set_verify) X(SSL_CTX_use_PrivateKey_file) X(SSL_CTX_use_certificate_chain_file) \
+  X(SSL_connect) X(SSL_ctrl) X(SSL_free) X(SSL_get0_param) X(SSL_get_error)                  \
+  X(SSL_get_verify_result) X(SSL_new) X(SSL_pending) X(SSL_read) X(SSL_set1_host)            \
+  X(SSL_set_fd) X(SSL_shutdown) X(SSL_write) X(TLS_client_method)                           \
+  X(X509_VERIFY_PARAM_set1_ip_asc) X(X509_verify_cert_error_string)
+
+struct OpenSsl {
+#define SLUICE_DECLARE(name) decltype(&::name) name = nullptr;
+  SLUICE_OPENSSL_FUNCTIONS(SLUICE_DECLARE)
+#undef SLUICE_DECLARE
+};
+
+// The library of the major version we were built against (libssl.so.3);
+// libcrypto comes with it, and dlsym finds its functions through it.
+StatusOr<const OpenSsl*> LoadOpenSsl() {
+  static OpenSsl lib;
+  static std::string error;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::string soname = "libssl.so." + std::to_string(OPENSSL_VERSION_MAJOR);
+    void* handle = dlopen(soname.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      error = "TLS needs " + soname + " (Debian: libssl3): " + dlerror();
+      return;
+    }
+#define SLUICE_LOAD(name)                                                          \
+    lib.name = reinterpret_cast<decltype(&::name)>(dlsym(handle, #name));         \
+    if (lib.name == nullptr && error.empty()) error = soname + " lacks " #name;
+    SLUICE_OPENSSL_FUNCTIONS(SLUICE_LOAD)
+#undef SLUICE_LOAD
+  });
+  if (!error.empty()) return Status::Unavailable(error);
+  return &lib;
+}
+
+std::string OpenSslError(const OpenSsl& ssl) {
+  unsigned long code = ssl.ERR_get_error();
+  ssl.ERR_clear_error();
   if (code == 0) return "TLS error";
   char text[256];
-  ERR_error_string_n(code, text, sizeof text);
+  ssl.ERR_error_string_n(code, text, sizeof text);
   return text;
 }
 
@@ -106,19 +148,21 @@ StatusOr<int> ConnectTcp(const std::string& host, int port, SteadyTime deadline,
 }  // namespace
 
 struct NetStream::Tls {
+  explicit Tls(const OpenSsl& library) : lib(library) {}
+  ~Tls() {
+    if (ssl != nullptr) lib.SSL_free(ssl);
+    if (ctx != nullptr) lib.SSL_CTX_free(ctx);
+  }
+  const OpenSsl& lib;
   SSL_CTX* ctx = nullptr;
   SSL* ssl = nullptr;
-  ~Tls() {
-    if (ssl != nullptr) SSL_free(ssl);
-    if (ctx != nullptr) SSL_CTX_free(ctx);
-  }
 };
 
 NetStream::NetStream(int fd, std::unique_ptr<Tls> tls, int cancel_fd)
     : fd_(fd), cancel_fd_(cancel_fd), tls_(std::move(tls)) {}
 
 NetStream::~NetStream() {
-  if (tls_ && tls_->ssl != nullptr) SSL_shutdown(tls_->ssl);  // best effort, non-blocking
+  if (tls_ && tls_->ssl != nullptr) tls_->lib.SSL_shutdown(tls_->ssl);  // best effort, non-blocking
   close(fd_);
 }
 
@@ -139,47 +183,51 @@ StatusOr<std::unique_ptr<NetStream>> NetStream::Connect(const std::string& host,
   ASSIGN_OR_RETURN(int fd, ConnectTcp(host, port, deadline, cancel_fd));
   if (tls == nullptr) return std::unique_ptr<NetStream>(new NetStream(fd, nullptr, cancel_fd));
 
-  auto t = std::make_unique<Tls>();
+  ASSIGN_OR_RETURN(const OpenSsl* library, LoadOpenSsl());
+  const OpenSsl& ssl = *library;
+  auto t = std::make_unique<Tls>(ssl);
   std::unique_ptr<NetStream> stream(new NetStream(fd, nullptr, cancel_fd));
-  t->ctx = SSL_CTX_new(TLS_client_method());
-  if (t->ctx == nullptr) return Status::Internal("TLS: " + OpenSslError());
-  SSL_CTX_set_min_proto_version(t->ctx, TLS1_2_VERSION);
-  SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, nullptr);
-  int ok = tls->ca.empty() ? SSL_CTX_set_default_verify_paths(t->ctx)
-                           : SSL_CTX_load_verify_locations(t->ctx, tls->ca.c_str(), nullptr);
-  if (ok != 1) return Status::InvalidArgument("TLS CA '" + tls->ca + "': " + OpenSslError());
+  t->ctx = ssl.SSL_CTX_new(ssl.TLS_client_method());
+  if (t->ctx == nullptr) return Status::Internal("TLS: " + OpenSslError(ssl));
+  ssl.SSL_CTX_ctrl(t->ctx, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, nullptr);
+  ssl.SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, nullptr);
+  int ok = tls->ca.empty() ? ssl.SSL_CTX_set_default_verify_paths(t->ctx)
+                           : ssl.SSL_CTX_load_verify_locations(t->ctx, tls->ca.c_str(), nullptr);
+  if (ok != 1) return Status::InvalidArgument("TLS CA '" + tls->ca + "': " + OpenSslError(ssl));
   if (!tls->cert.empty() &&
-      SSL_CTX_use_certificate_chain_file(t->ctx, tls->cert.c_str()) != 1) {
-    return Status::InvalidArgument("TLS certificate '" + tls->cert + "': " + OpenSslError());
+      ssl.SSL_CTX_use_certificate_chain_file(t->ctx, tls->cert.c_str()) != 1) {
+    return Status::InvalidArgument("TLS certificate '" + tls->cert + "': " + OpenSslError(ssl));
   }
   if (!tls->key.empty() &&
-      SSL_CTX_use_PrivateKey_file(t->ctx, tls->key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return Status::InvalidArgument("TLS key '" + tls->key + "': " + OpenSslError());
+      ssl.SSL_CTX_use_PrivateKey_file(t->ctx, tls->key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return Status::InvalidArgument("TLS key '" + tls->key + "': " + OpenSslError(ssl));
   }
-  t->ssl = SSL_new(t->ctx);
-  if (t->ssl == nullptr) return Status::Internal("TLS: " + OpenSslError());
-  SSL_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  t->ssl = ssl.SSL_new(t->ctx);
+  if (t->ssl == nullptr) return Status::Internal("TLS: " + OpenSslError(ssl));
+  ssl.SSL_ctrl(t->ssl, SSL_CTRL_MODE, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER,
+               nullptr);
   // The server certificate must name the host we dialled.
   if (IsIpAddress(host)) {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host.c_str());
+    ssl.X509_VERIFY_PARAM_set1_ip_asc(ssl.SSL_get0_param(t->ssl), host.c_str());
   } else {
-    SSL_set_tlsext_host_name(t->ssl, host.c_str());
-    SSL_set1_host(t->ssl, host.c_str());
+    ssl.SSL_ctrl(t->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                 const_cast<char*>(host.c_str()));
+    ssl.SSL_set1_host(t->ssl, host.c_str());
   }
-  SSL_set_fd(t->ssl, fd);
+  ssl.SSL_set_fd(t->ssl, fd);
   while (true) {
-    int rc = SSL_connect(t->ssl);
+    int rc = ssl.SSL_connect(t->ssl);
     if (rc == 1) break;
-    int error = SSL_get_error(t->ssl, rc);
+    int error = ssl.SSL_get_error(t->ssl, rc);
     short events = error == SSL_ERROR_WANT_READ ? POLLIN : error == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
     if (events == 0) {
-      long verify = SSL_get_verify_result(t->ssl);
+      long verify = ssl.SSL_get_verify_result(t->ssl);
       if (verify != X509_V_OK) {
-        ERR_clear_error();
+        ssl.ERR_clear_error();
         return Status::Unavailable(std::string("TLS: server certificate not trusted: ") +
-                                   X509_verify_cert_error_string(verify));
+                                   ssl.X509_verify_cert_error_string(verify));
       }
-      return Status::Unavailable("TLS handshake failed: " + OpenSslError());
+      return Status::Unavailable("TLS handshake failed: " + OpenSslError(ssl));
     }
     if (Waited w = WaitFor(fd, events, deadline, cancel_fd); w != Waited::kReady) {
       return w == Waited::kCancelled ? Cancelled() : Status::DeadlineExceeded("TLS handshake timed out");
@@ -197,15 +245,16 @@ void NetStream::QuickAck() const {
 
 StatusOr<size_t> NetStream::Read(char* buf, size_t capacity) {
   if (tls_) {
-    int n = SSL_read(tls_->ssl, buf, static_cast<int>(std::min<size_t>(capacity, 1 << 30)));
+    const OpenSsl& ssl = tls_->lib;
+    int n = ssl.SSL_read(tls_->ssl, buf, static_cast<int>(std::min<size_t>(capacity, 1 << 30)));
     if (n > 0) {
       QuickAck();
       return static_cast<size_t>(n);
     }
-    int error = SSL_get_error(tls_->ssl, n);
+    int error = ssl.SSL_get_error(tls_->ssl, n);
     if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) return size_t{0};
     if (error == SSL_ERROR_ZERO_RETURN) return Status::Unavailable("the peer closed the connection");
-    return Status::Unavailable("TLS read: " + OpenSslError());
+    return Status::Unavailable("TLS read: " + OpenSslError(ssl));
   }
   while (true) {
     ssize_t n = recv(fd_, buf, capacity, 0);
@@ -220,7 +269,7 @@ StatusOr<size_t> NetStream::Read(char* buf, size_t capacity) {
   }
 }
 
-bool NetStream::buffered() const { return tls_ && SSL_pending(tls_->ssl) > 0; }
+bool NetStream::buffered() const { return tls_ && tls_->lib.SSL_pending(tls_->ssl) > 0; }
 
 Status NetStream::WaitReadable(SteadyTime deadline) {
   if (buffered()) return Status::Ok();
@@ -236,16 +285,17 @@ Status NetStream::WriteAll(std::string_view bytes, SteadyTime deadline) {
   while (!bytes.empty()) {
     short wait = POLLOUT;
     if (tls_) {
-      int n = SSL_write(tls_->ssl, bytes.data(), static_cast<int>(std::min<size_t>(bytes.size(), 1 << 30)));
+      const OpenSsl& ssl = tls_->lib;
+      int n = ssl.SSL_write(tls_->ssl, bytes.data(), static_cast<int>(std::min<size_t>(bytes.size(), 1 << 30)));
       if (n > 0) {
         bytes.remove_prefix(static_cast<size_t>(n));
         continue;
       }
-      int error = SSL_get_error(tls_->ssl, n);
+      int error = ssl.SSL_get_error(tls_->ssl, n);
       if (error == SSL_ERROR_WANT_READ) {
         wait = POLLIN;
       } else if (error != SSL_ERROR_WANT_WRITE) {
-        return Status::Unavailable("TLS write: " + OpenSslError());
+        return Status::Unavailable("TLS write: " + OpenSslError(ssl));
       }
     } else {
       ssize_t n = send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);

@@ -1,11 +1,13 @@
 #include "sinks/kafka_sink.h"
 
+#include <dlfcn.h>
 #include <librdkafka/rdkafka.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +22,60 @@
 namespace sluice::sinks {
 namespace {
 
+// librdkafka is loaded with the first Kafka sink (or its check), not at
+// start: an agent without one maps neither it nor what it pulls in (SASL,
+// zstd, lz4, libcrypto). The package depends on librdkafka1 by name.
+#define SLUICE_RDKAFKA_FUNCTIONS(X)                                                   \
+  X(rd_kafka_conf_destroy)                                                     \
+  X(rd_kafka_conf_get)                                                         \
+  X(rd_kafka_conf_new)                                                         \
+  X(rd_kafka_conf_set)                                                         \
+  X(rd_kafka_conf_set_dr_msg_cb)                                               \
+  X(rd_kafka_conf_set_error_cb)                                                \
+  X(rd_kafka_conf_set_log_cb)                                                  \
+  X(rd_kafka_conf_set_opaque)                                                  \
+  X(rd_kafka_destroy)                                                          \
+  X(rd_kafka_err2name)                                                         \
+  X(rd_kafka_err2str)                                                          \
+  X(rd_kafka_fatal_error)                                                      \
+  X(rd_kafka_flush)                                                            \
+  X(rd_kafka_message_status)                                                   \
+  X(rd_kafka_new)                                                              \
+  X(rd_kafka_opaque)                                                           \
+  X(rd_kafka_outq_len)                                                         \
+  X(rd_kafka_poll)                                                             \
+  X(rd_kafka_producev)                                                         \
+  X(rd_kafka_purge)                                                            \
+  X(rd_kafka_topic_name)
+
+struct Rdkafka {
+#define SLUICE_DECLARE(name) decltype(&::name) name = nullptr;
+  SLUICE_RDKAFKA_FUNCTIONS(SLUICE_DECLARE)
+#undef SLUICE_DECLARE
+};
+
+// Filled once by LoadRdkafka, before any sink or check uses it.
+Rdkafka rdkafka;
+
+Status LoadRdkafka() {
+  static std::string error;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    constexpr char kSoname[] = "librdkafka.so.1";
+    void* handle = dlopen(kSoname, RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      error = std::string("kafka: the Kafka sink needs ") + kSoname + " (Debian: librdkafka1): " + dlerror();
+      return;
+    }
+#define SLUICE_LOAD(name)                                                    \
+    rdkafka.name = reinterpret_cast<decltype(&::name)>(dlsym(handle, #name)); \
+    if (rdkafka.name == nullptr && error.empty()) error = std::string(kSoname) + " lacks " #name;
+    SLUICE_RDKAFKA_FUNCTIONS(SLUICE_LOAD)
+#undef SLUICE_LOAD
+  });
+  return error.empty() ? Status::Ok() : Status::FailedPrecondition(error);
+}
+
 constexpr char kIdHeader[] = "sluice-id";
 constexpr size_t kMaxBatchRecords = 1000;
 // One poll's wait: how soon Abort() and the deadline are noticed.
@@ -33,7 +89,7 @@ constexpr Millis kPurgeCollectLimit{5000};
 constexpr Millis kDestroyFlushLimit{5000};
 
 std::string ErrName(rd_kafka_resp_err_t err) {
-  return std::string(rd_kafka_err2name(err)) + " (" + rd_kafka_err2str(err) + ")";
+  return std::string(rdkafka.rd_kafka_err2name(err)) + " (" + rdkafka.rd_kafka_err2str(err) + ")";
 }
 
 // Reports that will not change however often the record is sent again: the
@@ -155,7 +211,7 @@ class KafkaSink final : public Sink {
   }
   static void LogCallback(const rd_kafka_t* rk, int level, const char* facility,
                           const char* text) {
-    if (void* opaque = rd_kafka_opaque(rk)) {
+    if (void* opaque = rdkafka.rd_kafka_opaque(rk)) {
       static_cast<KafkaSink*>(opaque)->OnLog(level, facility, text);
     }
   }
@@ -191,12 +247,13 @@ class KafkaSink final : public Sink {
 };
 
 StatusOr<rd_kafka_conf_t*> NewConf(const std::vector<Setting>& settings) {
+  RETURN_IF_ERROR(LoadRdkafka());
   char errstr[512] = {};
-  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  rd_kafka_conf_t* conf = rdkafka.rd_kafka_conf_new();
   for (const Setting& s : settings) {
-    if (rd_kafka_conf_set(conf, s.name.c_str(), s.value.c_str(), errstr, sizeof errstr) !=
+    if (rdkafka.rd_kafka_conf_set(conf, s.name.c_str(), s.value.c_str(), errstr, sizeof errstr) !=
         RD_KAFKA_CONF_OK) {
-      rd_kafka_conf_destroy(conf);
+      rdkafka.rd_kafka_conf_destroy(conf);
       return Status::InvalidArgument("kafka: property '" + s.name +
                                      "' refused by librdkafka: " + WithoutValue(errstr, s.value));
     }
@@ -208,17 +265,17 @@ Status KafkaSink::CreateProducer() {
   char errstr[512] = {};
   ASSIGN_OR_RETURN(rd_kafka_conf_t * conf, NewConf(settings_));
   size_t size = sizeof errstr;
-  if (rd_kafka_conf_get(conf, "message.timeout.ms", errstr, &size) == RD_KAFKA_CONF_OK) {
+  if (rdkafka.rd_kafka_conf_get(conf, "message.timeout.ms", errstr, &size) == RD_KAFKA_CONF_OK) {
     attempt_timeout_ = Millis(std::strtoll(errstr, nullptr, 10));
   }
-  rd_kafka_conf_set_opaque(conf, this);
-  rd_kafka_conf_set_dr_msg_cb(conf, &KafkaSink::DeliveryCallback);
-  rd_kafka_conf_set_error_cb(conf, &KafkaSink::ErrorCallback);
-  rd_kafka_conf_set_log_cb(conf, &KafkaSink::LogCallback);
+  rdkafka.rd_kafka_conf_set_opaque(conf, this);
+  rdkafka.rd_kafka_conf_set_dr_msg_cb(conf, &KafkaSink::DeliveryCallback);
+  rdkafka.rd_kafka_conf_set_error_cb(conf, &KafkaSink::ErrorCallback);
+  rdkafka.rd_kafka_conf_set_log_cb(conf, &KafkaSink::LogCallback);
   errstr[0] = '\0';
-  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+  rd_kafka_t* rk = rdkafka.rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
   if (rk == nullptr) {
-    rd_kafka_conf_destroy(conf);  // rd_kafka_new owns it only on success
+    rdkafka.rd_kafka_conf_destroy(conf);  // rd_kafka_new owns it only on success
     std::string message = errstr;
     for (const Setting& s : settings_) message = WithoutValue(message, s.value);
     return Status::InvalidArgument("kafka: creating the producer failed: " + message);
@@ -230,20 +287,20 @@ Status KafkaSink::CreateProducer() {
 void KafkaSink::DestroyProducer(Millis flush_limit) {
   if (producer_ == nullptr) return;
   // Write leaves nothing in flight; this only bounds the unexpected.
-  if (rd_kafka_outq_len(producer_) > 0) {
-    rd_kafka_flush(producer_, static_cast<int>(flush_limit.count()));
-    rd_kafka_purge(producer_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_poll(producer_, 0);
+  if (rdkafka.rd_kafka_outq_len(producer_) > 0) {
+    rdkafka.rd_kafka_flush(producer_, static_cast<int>(flush_limit.count()));
+    rdkafka.rd_kafka_purge(producer_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rdkafka.rd_kafka_poll(producer_, 0);
   }
-  rd_kafka_destroy(producer_);
+  rdkafka.rd_kafka_destroy(producer_);
   producer_ = nullptr;
 }
 
 std::optional<Status> KafkaSink::FatalError() {
   char errstr[512] = {};
-  rd_kafka_resp_err_t err = rd_kafka_fatal_error(producer_, errstr, sizeof errstr);
+  rd_kafka_resp_err_t err = rdkafka.rd_kafka_fatal_error(producer_, errstr, sizeof errstr);
   if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return std::nullopt;
-  return Status::Unavailable("kafka: fatal producer error " + std::string(rd_kafka_err2name(err)) +
+  return Status::Unavailable("kafka: fatal producer error " + std::string(rdkafka.rd_kafka_err2name(err)) +
                              ": " + errstr + "; the producer is recreated");
 }
 
@@ -270,7 +327,7 @@ Status KafkaSink::Interrupted(SteadyTime deadline) {
 Status KafkaSink::Produce(size_t index, const Envelope& e, const std::string& topic,
                           const std::string& key, SteadyTime deadline) {
   while (true) {
-    const rd_kafka_resp_err_t err = rd_kafka_producev(
+    const rd_kafka_resp_err_t err = rdkafka.rd_kafka_producev(
         producer_, RD_KAFKA_V_TOPIC(topic.c_str()),
         RD_KAFKA_V_VALUE(const_cast<char*>(e.body.data()), e.body.size()),
         RD_KAFKA_V_KEY(key.empty() ? nullptr : key.data(), key.size()),
@@ -280,7 +337,7 @@ Status KafkaSink::Produce(size_t index, const Envelope& e, const std::string& to
     if (err == RD_KAFKA_RESP_ERR_NO_ERROR) return Status::Ok();
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       // librdkafka's queue is full: serve reports to make room, then retry.
-      rd_kafka_poll(producer_, kPollStepMs);
+      rdkafka.rd_kafka_poll(producer_, kPollStepMs);
       RETURN_IF_ERROR(Interrupted(deadline));
       continue;
     }
@@ -304,7 +361,7 @@ WriteResult KafkaSink::Write(std::span<const Envelope> batch) {
     }
     LogInfo(context_, "producer recreated");
   }
-  rd_kafka_poll(producer_, 0);  // events from while the queue was idle
+  rdkafka.rd_kafka_poll(producer_, 0);  // events from while the queue was idle
   const SteadyTime deadline = RealClock().Now() + attempt_timeout_ + kDeadlineMargin;
   base_seq_ = next_seq_;
   next_seq_ += batch.size();
@@ -345,7 +402,7 @@ WriteResult KafkaSink::Write(std::span<const Envelope> batch) {
     }
   }
   while (stop.ok() && outstanding_ > 0) {
-    rd_kafka_poll(producer_, kPollStepMs);
+    rdkafka.rd_kafka_poll(producer_, kPollStepMs);
     if (outstanding_ > 0) stop = Interrupted(deadline);
   }
   if (stop.ok()) {
@@ -396,9 +453,9 @@ void KafkaSink::RememberConfirmed(std::span<const Envelope> batch) {
 
 void KafkaSink::GiveUp() {
   if (producer_ == nullptr) return;
-  rd_kafka_purge(producer_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rdkafka.rd_kafka_purge(producer_, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
   const SteadyTime until = RealClock().Now() + kPurgeCollectLimit;
-  while (outstanding_ > 0 && RealClock().Now() < until) rd_kafka_poll(producer_, kPollStepMs);
+  while (outstanding_ > 0 && RealClock().Now() < until) rdkafka.rd_kafka_poll(producer_, kPollStepMs);
   if (outstanding_ > 0) {
     LogWarn(context_, outstanding_,
             " delivery reports still missing after a purge; they will be ignored");
@@ -415,12 +472,12 @@ void KafkaSink::OnDelivery(const rd_kafka_message_t* m) {
   Slot& slot = slots_[index];
   --outstanding_;
   if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-      rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED) {
+      rdkafka.rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_PERSISTED) {
     slot.outcome = Outcome::kDelivered;
     connected_.store(true);
     return;
   }
-  const std::string topic = m->rkt != nullptr ? rd_kafka_topic_name(m->rkt) : "?";
+  const std::string topic = m->rkt != nullptr ? rdkafka.rd_kafka_topic_name(m->rkt) : "?";
   if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     // Not seen in practice; never count a record that is not known written.
     slot.outcome = Outcome::kTransient;
@@ -436,7 +493,7 @@ void KafkaSink::OnDelivery(const rd_kafka_message_t* m) {
   }
   slot.outcome = Outcome::kTransient;
   std::string reason = "kafka: topic '" + topic + "': " + ErrName(m->err);
-  if (rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED) {
+  if (rdkafka.rd_kafka_message_status(m) == RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED) {
     reason += " (possibly written; sent again, a duplicate carries the same sluice-id)";
   }
   slot.reason = Status::Unavailable(reason);
@@ -448,7 +505,7 @@ void KafkaSink::OnError(int code, const char* reason) {
     connected_.store(false);
   }
   if (err == RD_KAFKA_RESP_ERR__FATAL) return;  // Write finds it and says it once
-  error_log_.Log(context_ + rd_kafka_err2name(err) + ": " + (reason ? reason : ""));
+  error_log_.Log(context_ + rdkafka.rd_kafka_err2name(err) + ": " + (reason ? reason : ""));
 }
 
 void KafkaSink::OnLog(int level, const char* facility, const char* text) {
@@ -532,7 +589,7 @@ StatusOr<KafkaPlan> PlanKafka(const std::string& sink_name, const config::KafkaS
 Status CheckKafkaSink(const std::string& sink_name, const config::KafkaSinkConfig& config) {
   ASSIGN_OR_RETURN(KafkaPlan plan, PlanKafka(sink_name, config));
   ASSIGN_OR_RETURN(rd_kafka_conf_t * conf, NewConf(plan.settings));
-  rd_kafka_conf_destroy(conf);
+  rdkafka.rd_kafka_conf_destroy(conf);
   return Status::Ok();
 }
 

@@ -1,93 +1,89 @@
 #include "sinks/mqtt_sink.h"
 
 #include <atomic>
-#include <deque>
-#include <mqtt/async_client.h>
+#include <cerrno>
+#include <cstring>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "platform/log.h"
-#include "sinks/mqtt_connect.h"
+#include "platform/mqtt_publisher.h"
 #include "sinks/record_template.h"
 
 namespace sluice::sinks {
 namespace {
 
-// Publishes outstanding at once: above Paho's default of 10 so that a batch
-// streams. A broker holds each QoS 2 publish until its PUBREL and takes only
-// so many at once (mosquitto 20 by default, HiveMQ 10): one above its
-// window is dropped unanswered, and the batch stalls until the ack times
-// out. QoS 1 publishes are answered at once and need no such limit.
-constexpr int kMaxInflight = 64;
-constexpr int kMaxInflightQos2 = 10;
-constexpr auto kAckTimeout = std::chrono::seconds(30);
-constexpr auto kWaitStep = std::chrono::milliseconds(100);
+// Publishes unanswered at once, so that a batch streams. A broker holds each
+// QoS 2 publish until its PUBREL and takes only so many at once (mosquitto
+// 20 by default, HiveMQ 10): one above its window is dropped unanswered, and
+// the batch would stall until the wait below gives up. QoS 1 publishes are
+// answered at once and need no such limit.
+constexpr size_t kMaxInflight = 64;
+constexpr size_t kMaxInflightQos2 = 10;
+// How long the broker may take to answer (a publish, a ping) before the
+// connection counts as broken; the batch is then sent again on a new one.
+constexpr Millis kAckTimeout{30000};
+constexpr Millis kConnectTimeout{10000};
+constexpr uint16_t kKeepAliveSeconds = 30;
+
+SteadyTime Now() { return RealClock().Now(); }
 
 class MqttSink : public Sink {
  public:
-  MqttSink(std::string name, config::MqttSinkConfig config, RecordTemplate topic,
-           std::unique_ptr<mqtt::async_client> client)
+  MqttSink(std::string name, config::MqttSinkConfig config, RecordTemplate topic, int cancel_fd)
       : name_(std::move(name)),
         config_(std::move(config)),
         topic_(std::move(topic)),
-        client_(std::move(client)) {
-    options_ = MakeMqttConnectOptions({config_.tls, config_.username, config_.password, true});
-    options_.set_max_inflight(kMaxInflight);
-    client_->set_connection_lost_handler([this](const std::string& cause) {
-      connected_.store(false);
-      LogWarn("sink '", name_, "': connection to ", config_.url, " lost",
-              cause.empty() ? std::string() : ": " + cause, "; reconnecting on the next write");
-    });
+        cancel_fd_(cancel_fd) {
+    options_.url = config_.url;
+    if (config_.tls) options_.tls = TlsOptions{config_.tls->ca, config_.tls->cert, config_.tls->key};
+    options_.connect.client_id = config_.client_id;
+    options_.connect.clean_session = true;  // unacknowledged records stay in our outbox
+    options_.connect.keep_alive_s = kKeepAliveSeconds;
+    options_.connect.username = config_.username.value();
+    options_.connect.password = config_.password.value();
+    options_.timeout = kConnectTimeout;
   }
 
   ~MqttSink() override {
-    try {
-      if (client_->is_connected()) {
-        client_->disconnect(std::chrono::seconds(2))->wait_for(std::chrono::seconds(5));
-      }
-    } catch (const mqtt::exception&) {
-      // Going away anyway; what was not acknowledged is still queued.
-    }
+    // Going away: what was not acknowledged is still queued.
+    if (client_) client_->Disconnect();
+    client_.reset();
+    close(cancel_fd_);
   }
 
   WriteResult Write(std::span<const Envelope> batch) override {
     if (Status s = EnsureConnected(); !s.ok()) return {s, {}, std::nullopt};
 
     WriteResult result;
-    std::deque<mqtt::delivery_token_ptr> pending;
-    try {
-      for (size_t i = 0; i < batch.size(); ++i) {
-        StatusOr<std::string> topic = topic_.Render(batch[i].body);
-        if (!topic.ok()) {
-          result.rejected.push_back({i, topic.status().WithContext("sink '" + name_ + "'")});
-          continue;
-        }
-        if (topic->empty() || topic->find_first_of("+#") != std::string::npos) {
-          result.rejected.push_back(
-              {i, Status::InvalidArgument("sink '" + name_ + "': topic '" + *topic +
-                                          "' rendered from '" + topic_.text() +
-                                          "' is empty or holds a wildcard")});
-          continue;
-        }
-        while (pending.size() >= static_cast<size_t>(config_.qos == 2 ? kMaxInflightQos2 : kMaxInflight)) {
-          if (Status s = AwaitAck(pending.front()); !s.ok()) return {s, {}, std::nullopt};
-          pending.pop_front();
-        }
-        const Envelope& e = batch[i];
-        pending.push_back(client_->publish(*topic, e.body.data(), e.body.size(), config_.qos, false));
+    const size_t window = config_.qos == 2 ? kMaxInflightQos2 : kMaxInflight;
+    Status s = Status::Ok();
+    for (size_t i = 0; i < batch.size() && s.ok(); ++i) {
+      StatusOr<std::string> topic = topic_.Render(batch[i].body);
+      if (!topic.ok()) {
+        result.rejected.push_back({i, topic.status().WithContext("sink '" + name_ + "'")});
+        continue;
       }
-      while (!pending.empty()) {
-        if (Status s = AwaitAck(pending.front()); !s.ok()) return {s, {}, std::nullopt};
-        pending.pop_front();
+      if (topic->empty() || topic->find_first_of("+#") != std::string::npos) {
+        result.rejected.push_back(
+            {i, Status::InvalidArgument("sink '" + name_ + "': topic '" + *topic +
+                                        "' rendered from '" + topic_.text() +
+                                        "' is empty or holds a wildcard")});
+        continue;
       }
-    } catch (const mqtt::exception& e) {
-      connected_.store(false);
-      return {Status::Unavailable("sink '" + name_ + "': publish to " + config_.url + ": " +
-                                  Reason(e)),
-              {}, std::nullopt};
+      s = client_->Publish(*topic, batch[i].body, config_.qos, Now() + kAckTimeout);
+      if (s.ok() && client_->in_flight() >= window) s = client_->Await(window - 1, Now() + kAckTimeout);
     }
+    if (s.ok()) s = client_->Await(0, Now() + kAckTimeout);
+    if (!s.ok()) return {Broken("publish to", s), {}, std::nullopt};
     return result;
   }
 
-  void Abort() override { aborted_.store(true); }
+  void Abort() override {
+    aborted_.store(true);
+    const uint64_t one = 1;
+    (void)!write(cancel_fd_, &one, sizeof one);  // wakes every wait on the connection
+  }
 
   // Unknown until the first write connects (or fails to): a sink idle since
   // the start is not down.
@@ -97,55 +93,54 @@ class MqttSink : public Sink {
   }
 
  private:
-  static std::string Reason(const mqtt::exception& e) {
-    return e.get_error_str().empty() ? e.what() : e.get_error_str();
-  }
-
   Status EnsureConnected() {
     tried_.store(true);
-    if (connected_.load() && client_->is_connected()) return Status::Ok();
-    try {
-      auto token = client_->connect(options_);
-      if (!Await(token, kMqttConnectTimeout + std::chrono::seconds(2))) {
-        return Status::Unavailable("sink '" + name_ + "': connect to " + config_.url +
-                                   (aborted_.load() ? ": stopping" : ": timed out"));
-      }
-      token->get_connect_response();  // throws when the broker refused us
-    } catch (const mqtt::exception& e) {
-      return Status::Unavailable("sink '" + name_ + "': cannot connect to " + config_.url + ": " +
-                                 Reason(e));
+    if (client_) {
+      // Idle since the last batch: the broker may have gone, or dropped us.
+      Status alive = client_->Alive(Now() + kAckTimeout);
+      if (alive.ok()) return alive;
+      if (aborted_.load()) return Stopping();
+      LogWarn("sink '", name_, "': connection to ", config_.url, " lost (", alive.message(),
+              "); reconnecting");
+      client_.reset();
+      connected_.store(false);
     }
+    if (aborted_.load()) return Stopping();
+    StatusOr<std::unique_ptr<MqttPublisher>> client = MqttPublisher::Connect(options_, cancel_fd_);
+    if (!client.ok()) {
+      if (aborted_.load()) return Stopping();
+      // Refused credentials too: the records wait for a broker that takes them.
+      return Status::Unavailable("sink '" + name_ + "': cannot connect to " + config_.url + ": " +
+                                 std::string(client.status().message()));
+    }
+    client_ = std::move(*client);
     connected_.store(true);
     LogInfo("sink '", name_, "': connected to ", config_.url);
     return Status::Ok();
   }
 
-  // Waits for `token` in small steps so that Abort() is seen; throws what the
-  // token failed with.
-  bool Await(const mqtt::token_ptr& token, std::chrono::milliseconds limit) {
-    for (auto waited = std::chrono::milliseconds(0); waited < limit; waited += kWaitStep) {
-      if (token->wait_for(kWaitStep)) return true;
-      if (aborted_.load()) return false;
-    }
-    return false;
+  // The connection is not to be trusted after any failure: the next write
+  // makes a new one and sends the batch again.
+  Status Broken(const char* doing, const Status& why) {
+    client_.reset();
+    connected_.store(false);
+    if (aborted_.load()) return Stopping();
+    return Status(why.code() == StatusCode::kDeadlineExceeded ? StatusCode::kDeadlineExceeded
+                                                               : StatusCode::kUnavailable,
+                  "sink '" + name_ + "': " + doing + " " + config_.url + ": " +
+                      std::string(why.message()));
   }
 
-  Status AwaitAck(const mqtt::delivery_token_ptr& token) {
-    if (Await(token, kAckTimeout)) return Status::Ok();
-    if (aborted_.load()) return Status::Aborted("sink '" + name_ + "': stopping");
-    // No acknowledgement in time: the connection is suspect. Reconnecting on
-    // the next write resends the whole batch.
-    connected_.store(false);
-    return Status::DeadlineExceeded("sink '" + name_ + "': no acknowledgement from " +
-                                    config_.url + " within " +
-                                    std::to_string(kAckTimeout.count()) + "s");
+  Status Stopping() const {
+    return Status(StatusCode::kAborted, "sink '" + name_ + "': stopping (the batch stays queued)");
   }
 
   const std::string name_;
   const config::MqttSinkConfig config_;
   const RecordTemplate topic_;
-  std::unique_ptr<mqtt::async_client> client_;
-  mqtt::connect_options options_;
+  const int cancel_fd_;
+  MqttPublisher::Options options_;
+  std::unique_ptr<MqttPublisher> client_;
   std::atomic<bool> connected_{false};
   std::atomic<bool> tried_{false};
   std::atomic<bool> aborted_{false};
@@ -156,16 +151,9 @@ class MqttSink : public Sink {
 StatusOr<std::unique_ptr<Sink>> NewMqttSink(const std::string& sink_name,
                                             const config::MqttSinkConfig& config) {
   ASSIGN_OR_RETURN(RecordTemplate topic, RecordTemplate::Parse(config.topic));
-  std::unique_ptr<mqtt::async_client> client;
-  try {
-    // No client-side persistence: unacknowledged records stay in our outbox.
-    client = std::make_unique<mqtt::async_client>(config.url, config.client_id,
-                                                  mqtt::create_options(MQTTVERSION_3_1_1), nullptr);
-  } catch (const mqtt::exception& e) {
-    return Status::InvalidArgument("sink '" + sink_name + "': " + config.url + ": " + e.what());
-  }
-  return std::unique_ptr<Sink>(
-      new MqttSink(sink_name, config, std::move(topic), std::move(client)));
+  const int cancel_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (cancel_fd < 0) return Status::Internal(std::string("eventfd: ") + std::strerror(errno));
+  return std::unique_ptr<Sink>(new MqttSink(sink_name, config, std::move(topic), cancel_fd));
 }
 
 }  // namespace sluice::sinks

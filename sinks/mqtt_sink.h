@@ -20,7 +20,7 @@
 
 namespace sluice::sinks {
 
-// kInvalidArgument for a topic template or URL Paho cannot use.
+// kInvalidArgument for a topic template that does not parse.
 StatusOr<std::unique_ptr<Sink>> NewMqttSink(const std::string& sink_name,
                                             const config::MqttSinkConfig& config);
 

@@ -41,7 +41,7 @@ for arch in "$@"; do
   fi
   # yaml-cpp's -dev package is not Multi-Arch (see below): only its runtime here.
   for p in crossbuild-essential-"$arch" pkg-config:"$arch" \
-           libpaho-mqttpp-dev:"$arch" libpaho-mqtt-dev:"$arch" libssl-dev:"$arch" \
+           libssl-dev:"$arch" \
            libsqlite3-dev:"$arch" librdkafka-dev:"$arch" \
            zlib1g-dev:"$arch" libyaml-cpp0.7:"$arch"; do
     installed "$p" || missing+=("$p")

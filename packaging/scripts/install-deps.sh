@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
-  libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
+  libssl-dev
+  libpaho-mqttpp-dev libpaho-mqtt-dev   # the integration tests' own MQTT publisher
   libsqlite3-dev nlohmann-json3-dev libcli11-dev catch2 libyaml-cpp-dev
   libbenchmark-dev mosquitto mosquitto-clients openssl
   systemd

@@ -204,3 +204,43 @@ TEST_CASE("log shapes: text with a timestamp, JSON objects, journal priorities w
     CHECK(quiet.find(" debug ") == std::string::npos);
   }
 }
+
+TEST_CASE("an agent maps OpenSSL and librdkafka only when it needs them") {
+  // Both are loaded when first needed, for the idle footprint: what maps
+  // them without need is a regression of that.
+  Mosquitto broker;
+  broker.Start();
+  TempDir dir;
+  auto maps_of = [&](const std::string& pipelines, const std::string& sinks) {
+    WriteFile(dir.File("agent.yaml"),
+              "agent: { id: lazy, data_dir: " + dir.File("data") + ", http: off }\n"
+              "sources:\n"
+              "  plant: { url: " + broker.url() + ", topics: [ \"sensors/#\" ] }\n"
+              "pipelines:\n"
+              "  raw: { from: plant, to: [ out ] }\n" + pipelines +
+              "sinks:\n"
+              "  out: { type: file, path: " + dir.File("out.jsonl") + " }\n" + sinks);
+    std::filesystem::remove(dir.File("agent.log"));
+    ChildProcess agent({SluiceBinary(), "run", "-c", dir.File("agent.yaml")},
+                       ChildOptions{{}, "", dir.File("agent.log")});
+    REQUIRE(WaitUntil([&] { return ReadFile(dir.File("agent.log")).find("subscribed") != std::string::npos; },
+                      milliseconds(30000)));
+    std::string maps = ReadFile("/proc/" + std::to_string(agent.pid()) + "/maps");
+    CHECK(agent.Stop(SIGTERM, milliseconds(15000)) == 0);
+    return maps;
+  };
+
+  const std::string plain = maps_of("", "");
+  REQUIRE(plain.find("libsqlite3") != std::string::npos);  // the maps were read
+  CHECK(plain.find("libssl") == std::string::npos);
+  CHECK(plain.find("libcrypto") == std::string::npos);
+  CHECK(plain.find("librdkafka") == std::string::npos);
+  CHECK(plain.find("paho") == std::string::npos);
+
+  // No broker needed: the producer is made at start, and connects later.
+  const std::string with_kafka = maps_of(
+      "  up: { from: plant, to: [ cloud ] }\n",
+      "  cloud: { type: kafka, brokers: [ \"127.0.0.1:" + std::to_string(FreeLoopbackPort()) +
+      "\" ], topic: telemetry }\n");
+  CHECK(with_kafka.find("librdkafka") != std::string::npos);
+}

@@ -165,3 +165,31 @@ TEST_CASE("mqtt sink dead-letters a record its topic template cannot be filled f
   CHECK(rig.dead.letters[0].reason.find("{device}") != std::string::npos);
   CHECK(rig.dead.letters[0].payload == Body(1));
 }
+
+TEST_CASE("mqtt sink finds its idle connection gone after a broker restart and delivers on a new one") {
+  MosquittoOptions options;
+  options.persistence = true;  // the subscriber's session survives the restart
+  options.max_queued_messages = 100000;
+  Mosquitto broker(options);
+  broker.Start();
+  {
+    TestSubscriber sub(broker.url(), "results/#", 1, "restart-reader", true);
+  }
+  Rig rig(broker.url(), "results/{site}", 2);
+  rig.Append(0, 50);
+  REQUIRE(WaitUntil([&] { return rig.loop->counters().delivered == 50; }, 30000ms));
+
+  // The connection dies while the sink has nothing to send.
+  broker.Stop();
+  broker.Start();
+  rig.Append(50, 100);
+  REQUIRE(WaitUntil([&] { return rig.queued() == 0; }, 60000ms));
+  CHECK(rig.loop->counters().delivered == 100);
+  CHECK(rig.dead.size() == 0);
+
+  TestSubscriber sub(broker.url(), "results/#", 1, "restart-reader", true);
+  std::vector<TestMessage> got = Receive(sub, 100);
+  std::set<std::string> bodies;
+  for (const TestMessage& m : got) bodies.insert(m.payload);
+  for (int n = 0; n < 100; ++n) CHECK(bodies.count(Body(n)) == 1);
+}

@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "tests/integration/harness.h"
@@ -80,6 +81,18 @@ struct TlsBroker {
   std::unique_ptr<ChildProcess> process;
 };
 
+// `count` numbered readings on sensors/tls, over TLS with the client
+// certificate and credentials, by mosquitto_pub: a client that is not ours.
+void PublishNumbered(const TempDir& dir, int port, int count) {
+  std::string lines;
+  for (int n = 0; n < count; ++n) lines += TestPublisher::NumberedPayload(n) + "\n";
+  WriteFile(dir.File("messages.txt"), lines);
+  Run("mosquitto_pub -h 127.0.0.1 -p " + std::to_string(port) + " --cafile " +
+      dir.File("ca.crt") + " --cert " + dir.File("client.crt") + " --key " +
+      dir.File("client.key") + " -u gateway -P s3cret-pass -q 1 -t sensors/tls -l < " +
+      dir.File("messages.txt"));
+}
+
 std::string AgentConfig(const TempDir& dir, int port, const std::string& ca) {
   return "agent: { id: tls-gw, data_dir: " + dir.File("data") + ", http: off }\n"
          "sources:\n"
@@ -114,13 +127,7 @@ TEST_CASE("readings arrive over TLS with a client certificate and secret credent
   REQUIRE(WaitUntil([&] { return ReadFile(dir.File("agent.log")).find("connected to") != std::string::npos; },
                     milliseconds(30000)));
 
-  std::string lines;
-  for (int n = 0; n < 20; ++n) lines += TestPublisher::NumberedPayload(n) + "\n";
-  WriteFile(dir.File("messages.txt"), lines);
-  Run("mosquitto_pub -h 127.0.0.1 -p " + std::to_string(broker.port) + " --cafile " +
-      dir.File("ca.crt") + " --cert " + dir.File("client.crt") + " --key " +
-      dir.File("client.key") + " -u gateway -P s3cret-pass -q 1 -t sensors/tls -l < " +
-      dir.File("messages.txt"));
+  PublishNumbered(dir, broker.port, 20);
 
   REQUIRE(WaitUntil([&] { return ReadLines(dir.File("out.jsonl")).size() >= 20; },
                     milliseconds(30000)));
@@ -158,4 +165,58 @@ TEST_CASE("a server certificate from an unknown CA is refused, said once, and re
   CHECK(said == 1);
   CHECK(log.find("s3cret-pass") == std::string::npos);
   CHECK(agent.Stop(SIGTERM, milliseconds(15000)) == 0);
+}
+
+TEST_CASE("the mqtt sink publishes over TLS with a client certificate and secret credentials",
+          "[integration][tls]") {
+  // The agent relays: readings in over TLS, republished by the MQTT sink to
+  // the same broker over TLS, read back by a second source into a file.
+  TempDir dir;
+  MakeCertificates(dir.path());
+  TlsBroker broker(dir);
+  WriteFile(dir.File("mqtt.pass"), "s3cret-pass\n");
+  const std::string url = "ssl://127.0.0.1:" + std::to_string(broker.port);
+  const std::string tls = "{ ca: " + dir.File("ca.crt") + ", cert: " + dir.File("client.crt") +
+                          ", key: " + dir.File("client.key") + " }";
+  const std::string credentials =
+      "username: \"${env:SLUICE_TEST_MQTT_USER}\", password: \"${file:" + dir.File("mqtt.pass") + "}\"";
+  WriteFile(dir.File("agent.yaml"),
+            "agent: { id: tls-gw, data_dir: " + dir.File("data") + ", http: off }\n"
+            "sources:\n"
+            "  plant: { url: " + url + ", tls: " + tls + ", " + credentials +
+            ", topics: [ \"sensors/#\" ], qos: 1 }\n"
+            "  back: { url: " + url + ", tls: " + tls + ", " + credentials +
+            ", topics: [ \"relay/#\" ], qos: 1 }\n"
+            "pipelines:\n"
+            "  raw: { from: plant, to: [ up ] }\n"
+            "  relayed: { from: back, to: [ out ] }\n"
+            "sinks:\n"
+            "  up: { type: mqtt, url: " + url + ", topic: relay/out, qos: 1, tls: " + tls + ", " +
+                credentials + " }\n"
+            "  out: { type: file, path: " + dir.File("out.jsonl") + " }\n");
+  ChildProcess agent({SluiceBinary(), "run", "-c", dir.File("agent.yaml")},
+                     ChildOptions{{{"SLUICE_TEST_MQTT_USER", "gateway"}}, "", dir.File("agent.log")});
+  const bool subscribed = WaitUntil(
+      [&] { return ReadFile(dir.File("agent.log")).find("subscribed") != std::string::npos; },
+      milliseconds(30000));
+  INFO(ReadFile(dir.File("agent.log")));
+  REQUIRE(subscribed);
+
+  PublishNumbered(dir, broker.port, 20);
+
+  REQUIRE(WaitUntil([&] { return ReadLines(dir.File("out.jsonl")).size() >= 20; },
+                    milliseconds(30000)));
+  std::set<std::string> seen;
+  for (const std::string& line : ReadLines(dir.File("out.jsonl"))) {
+    auto record = nlohmann::json::parse(line);
+    CHECK(record["topic"] == "relay/out");
+    // The relayed record's body: the original reading, with its topic.
+    CHECK(line.find("sensors/tls") != std::string::npos);
+    seen.insert(line);
+  }
+  CHECK(seen.size() == 20);
+  std::string log = ReadFile(dir.File("agent.log"));
+  CHECK(log.find("sink 'up': connected to " + url) != std::string::npos);
+  REQUIRE(agent.Stop(SIGTERM, milliseconds(15000)) == 0);
+  CHECK(ReadFile(dir.File("agent.log")).find("s3cret-pass") == std::string::npos);
 }
