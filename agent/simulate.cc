@@ -121,12 +121,22 @@ class Publisher {
     while (true) {
       if (!client_ && !Reconnect()) return Status::Cancelled("stopped");
       if (client_->in_flight() >= window_) {
+        const uint64_t before = client_->completed();
         Status s = client_->Await(window_ - 1, RealClock().Now() + Millis(50));
-        if (!s.ok() && s.code() != StatusCode::kDeadlineExceeded) Lost(s);
+        if (client_->completed() != before) last_progress_ = RealClock().Now();
+        if (!s.ok() && s.code() != StatusCode::kDeadlineExceeded) {
+          Lost(s);
+        } else if (RealClock().Now() - last_progress_ >= kAckTimeout) {
+          // The broker answers pings but not these publishes (a quota, an
+          // ACL): give them up rather than wait for ever.
+          Lost(Status::DeadlineExceeded("no acknowledgement for " +
+                                        std::to_string(kAckTimeout.count() / 1000) + " s"));
+        }
         if (PollStop(Millis(0))) return Status::Cancelled("stopped");
         continue;
       }
-      Status s = client_->Publish(topic, payload, options_.qos, RealClock().Now() + kAckTimeout);
+      if (client_->in_flight() == 0) last_progress_ = RealClock().Now();
+      Status s = client_->Publish(topic, payload, options_.qos);
       if (s.ok()) {
         ++published_;
         return s;
@@ -135,11 +145,11 @@ class Publisher {
     }
   }
 
-  // Counts the acknowledgements that have come in, without waiting.
+  // Counts the acknowledgements that have come in, and keeps the connection
+  // alive, without waiting.
   void ReapCompleted() {
     if (!client_) return;
-    Status s = client_->Await(0, RealClock().Now());
-    if (!s.ok() && s.code() != StatusCode::kDeadlineExceeded) Lost(s);
+    if (Status s = client_->KeepAlive(); !s.ok()) Lost(s);
   }
 
   // Waits for every outstanding acknowledgement, until `deadline` or a
@@ -173,8 +183,9 @@ class Publisher {
 
   bool stop_requested() const { return stop_signals_ > 0; }
   int64_t published() const { return published_; }
-  // At QoS 0 there is no acknowledgement: a message counts once written.
+  // At QoS 0 there is no acknowledgement: a message counts once handed over.
   int64_t acknowledged() const {
+    if (options_.qos == 0) return published_;
     return acknowledged_before_ + static_cast<int64_t>(client_ ? client_->completed() : 0);
   }
   size_t in_flight() const { return client_ ? client_->in_flight() : 0; }
@@ -200,13 +211,21 @@ class Publisher {
     client_.reset();
   }
 
-  // False when a stop signal came first.
+  // False when a stop signal came first. The first failure is said, with
+  // its reason; the attempts go on quietly.
   bool Reconnect() {
     Millis backoff = kMinBackoff;
+    bool said = false;
     while (!PollStop(backoff)) {
-      if (Connect().ok()) {
+      Status s = Connect();
+      if (s.ok()) {
         std::fprintf(stderr, "sluice simulate: reconnected\n");
         return true;
+      }
+      if (!said) {
+        std::fprintf(stderr, "sluice simulate: %s; retrying until it answers\n",
+                     std::string(s.message()).c_str());
+        said = true;
       }
       backoff = std::min(kMaxBackoff, backoff * 2);
     }
@@ -221,6 +240,7 @@ class Publisher {
   int stop_signals_ = 0;
   int64_t published_ = 0;
   int64_t acknowledged_before_ = 0;  // by connections since closed
+  SteadyTime last_progress_ = RealClock().Now();  // an ack came, or none was awaited
 };
 
 std::chrono::steady_clock::duration Seconds(double s) {
@@ -473,6 +493,7 @@ int RunSimulate(const SimulateOptions& options) {
         const SteadyTime slot =
             origin + Seconds(static_cast<double>(i - origin_index) / options.rate);
         auto wait = std::chrono::ceil<Millis>(slot - now);
+        publisher.ReapCompleted();  // and keeps an idle connection alive
         publisher.PollStop(std::clamp(wait, Millis(1), Millis(200)));
         continue;
       }

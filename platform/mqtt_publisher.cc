@@ -35,8 +35,8 @@ MqttEndpoint ParseMqttUrl(const std::string& url) {
   return e;
 }
 
-MqttPublisher::MqttPublisher(std::unique_ptr<NetStream> net, Millis keep_alive)
-    : net_(std::move(net)), keep_alive_(keep_alive), last_sent_(Now()) {}
+MqttPublisher::MqttPublisher(std::unique_ptr<NetStream> net, Millis keep_alive, Millis write_timeout)
+    : net_(std::move(net)), keep_alive_(keep_alive), write_timeout_(write_timeout), last_sent_(Now()) {}
 
 MqttPublisher::~MqttPublisher() = default;
 
@@ -51,9 +51,9 @@ StatusOr<std::unique_ptr<MqttPublisher>> MqttPublisher::Connect(const Options& o
   mqtt::ConnectOptions connect = options.connect;
   connect.version = 4;
   std::unique_ptr<MqttPublisher> client(
-      new MqttPublisher(std::move(net), Millis(int64_t{connect.keep_alive_s} * 1000)));
+      new MqttPublisher(std::move(net), Millis(int64_t{connect.keep_alive_s} * 1000), options.timeout));
   mqtt::AppendConnect(connect, &client->out_);
-  RETURN_IF_ERROR(client->Flush(deadline));
+  RETURN_IF_ERROR(client->Flush());
   while (true) {
     mqtt::Packet packet;
     StatusOr<size_t> used = mqtt::ReadPacket({client->in_.data(), client->have_}, &packet);
@@ -80,25 +80,20 @@ StatusOr<std::unique_ptr<MqttPublisher>> MqttPublisher::Connect(const Options& o
   }
 }
 
-Status MqttPublisher::Publish(std::string_view topic, std::string_view payload, int qos,
-                              SteadyTime deadline) {
+Status MqttPublisher::Publish(std::string_view topic, std::string_view payload, int qos) {
+  RETURN_IF_ERROR(broken_);
   const uint16_t id = qos > 0 ? NextPacketId() : 0;
   mqtt::AppendPublish(topic, payload, qos, id, &out_);
   if (qos > 0) in_flight_[id] = Stage::kAwaitingAck;
-  return out_.size() >= kWriteAhead ? Flush(deadline) : Status::Ok();
+  return out_.size() >= kWriteAhead ? Flush() : Status::Ok();
 }
 
 Status MqttPublisher::Await(size_t in_flight, SteadyTime deadline) {
-  RETURN_IF_ERROR(Flush(deadline));
+  RETURN_IF_ERROR(Flush());
   while (in_flight_.size() > in_flight || pings_unanswered_ > 0) {
     const SteadyTime ping_at = last_sent_ + keep_alive_ / 2;
     if (keep_alive_.count() > 0 && Now() >= ping_at) {
-      // A second ping due while the first is unanswered: the broker has
-      // said nothing for half the keep-alive.
-      if (pings_unanswered_ > 0) return Broken("no answer from the broker to a ping");
-      mqtt::AppendPingreq(&out_);
-      ++pings_unanswered_;
-      RETURN_IF_ERROR(Flush(deadline));
+      RETURN_IF_ERROR(Ping());
       continue;
     }
     // Past the deadline this still takes what has arrived.
@@ -108,42 +103,70 @@ Status MqttPublisher::Await(size_t in_flight, SteadyTime deadline) {
       return Status::DeadlineExceeded(std::to_string(in_flight_.size()) +
                                       " publish(es) unanswered by the broker");
     }
-    RETURN_IF_ERROR(ready);
+    if (!ready.ok()) return Fail(ready);
     RETURN_IF_ERROR(ReadAndHandle());
-    RETURN_IF_ERROR(Flush(deadline));  // PUBRELs
+    RETURN_IF_ERROR(Flush());  // PUBRELs
   }
   return Status::Ok();
 }
 
-Status MqttPublisher::Alive(SteadyTime deadline) {
-  // What the broker sent while we were idle: a DISCONNECT, a closed socket.
+Status MqttPublisher::KeepAlive() {
+  RETURN_IF_ERROR(TakeArrived());
+  if (keep_alive_.count() > 0 && Now() - last_sent_ >= keep_alive_ / 2) return Ping();
+  return Status::Ok();
+}
+
+Status MqttPublisher::TakeArrived() {
+  RETURN_IF_ERROR(broken_);
+  // What the broker sent meanwhile: answers, a DISCONNECT, a closed socket.
   while (true) {
     Status ready = net_->WaitReadable(Now());
     if (ready.code() == StatusCode::kDeadlineExceeded) break;
-    RETURN_IF_ERROR(ready);
+    if (!ready.ok()) return Fail(ready);
     const size_t before = have_;
+    const uint64_t completed = completed_;
+    const size_t pings = pings_unanswered_;
     RETURN_IF_ERROR(ReadAndHandle());
-    if (have_ == before && !net_->buffered()) break;  // a TLS record still partial
+    // Nothing taken (a TLS record still partial): wait for the rest later.
+    if (have_ == before && completed_ == completed && pings_unanswered_ == pings &&
+        !net_->buffered()) {
+      break;
+    }
   }
-  if (keep_alive_.count() > 0 && Now() - last_sent_ >= keep_alive_ / 2 && pings_unanswered_ == 0) {
-    mqtt::AppendPingreq(&out_);
-    ++pings_unanswered_;
-  }
-  return Await(in_flight_.size(), deadline);
+  return Flush();  // PUBRELs
 }
 
 void MqttPublisher::Disconnect() {
+  if (!broken_.ok()) return;
   out_.clear();
   mqtt::AppendDisconnect(&out_);
-  (void)Flush(Now() + Millis(1000));
+  (void)Flush();
 }
 
-Status MqttPublisher::Flush(SteadyTime deadline) {
+Status MqttPublisher::Ping() {
+  // A second ping due while the first is unanswered (its answer not even
+  // waiting unread): the broker has said nothing for half the keep-alive.
+  if (pings_unanswered_ > 0) RETURN_IF_ERROR(TakeArrived());
+  if (pings_unanswered_ > 0) return Fail(Broken("no answer from the broker to a ping"));
+  mqtt::AppendPingreq(&out_);
+  ++pings_unanswered_;
+  return Flush();
+}
+
+Status MqttPublisher::Flush() {
+  RETURN_IF_ERROR(broken_);
   if (out_.empty()) return Status::Ok();
-  Status s = net_->WriteAll(out_, deadline);
+  Status s = net_->WriteAll(out_, Now() + write_timeout_);
   out_.clear();
   last_sent_ = Now();
+  // Part of a packet may have gone out: nothing more can follow it.
+  if (!s.ok()) return Fail(s.code() == StatusCode::kAborted ? s : Broken("write: " + std::string(s.message())));
   return s;
+}
+
+Status MqttPublisher::Fail(Status why) {
+  if (broken_.ok()) broken_ = why;
+  return why;
 }
 
 Status MqttPublisher::ReadSome() {
@@ -159,19 +182,19 @@ void MqttPublisher::Consume(size_t used) {
 }
 
 Status MqttPublisher::ReadAndHandle() {
-  RETURN_IF_ERROR(ReadSome());
+  if (Status read = ReadSome(); !read.ok()) return Fail(read);
   size_t used = 0;
   Status s = Status::Ok();
   while (s.ok()) {
     mqtt::Packet packet;
     StatusOr<size_t> n = mqtt::ReadPacket({in_.data() + used, have_ - used}, &packet);
-    if (!n.ok()) return Broken("the broker sent bytes that are not MQTT");
+    if (!n.ok()) return Fail(Broken("the broker sent bytes that are not MQTT"));
     if (*n == 0) break;
     used += *n;
     s = Handle(packet);
   }
   Consume(used);
-  return s;
+  return s.ok() ? s : Fail(s);
 }
 
 Status MqttPublisher::Handle(const mqtt::Packet& packet) {

@@ -2,10 +2,10 @@
 // the wire code the MQTT source reads with: the MQTT sink's and `sluice
 // simulate`'s, so that all three share TLS, credentials and their errors.
 // Synchronous, on the caller's thread: between calls nothing is read,
-// pinged or acknowledged, so a caller that idles checks Alive() first.
+// pinged or acknowledged, so a caller that idles calls KeepAlive().
 //
 //   ASSIGN_OR_RETURN(auto client, MqttPublisher::Connect(options, cancel_fd));
-//   RETURN_IF_ERROR(client->Publish("plant/out", body, /*qos=*/1, deadline));
+//   RETURN_IF_ERROR(client->Publish("plant/out", body, /*qos=*/1));
 //   RETURN_IF_ERROR(client->Await(/*in_flight=*/0, deadline));  // all acknowledged
 #ifndef SLUICE_PLATFORM_MQTT_PUBLISHER_H_
 #define SLUICE_PLATFORM_MQTT_PUBLISHER_H_
@@ -52,17 +52,19 @@ class MqttPublisher {
 
   // Queues one PUBLISH (written by Await, or here once much is queued). At
   // QoS 1 and 2 it stays in flight until the broker completes it.
-  Status Publish(std::string_view topic, std::string_view payload, int qos, SteadyTime deadline);
+  Status Publish(std::string_view topic, std::string_view payload, int qos);
   // Writes what is queued, then reads the broker's answers (PUBREC gets its
   // PUBREL) until at most `in_flight` publishes are unanswered. Pings when
   // nothing was sent for half the keep-alive. kDeadlineExceeded at
-  // `deadline` (one already past: after taking what has arrived);
-  // kUnavailable when the connection broke or the broker hung up.
+  // `deadline` (one already past: after taking what has arrived; the
+  // connection is still good); kUnavailable when it broke.
   Status Await(size_t in_flight, SteadyTime deadline);
-  // Whether the connection still works after an idle time: takes what the
-  // broker sent meanwhile (a DISCONNECT, a closed socket) and, when nothing
-  // was sent for half the keep-alive, pings and waits for the answer.
-  Status Alive(SteadyTime deadline);
+  // Never waits: takes what the broker sent meanwhile (answers, a
+  // DISCONNECT, a closed socket) and pings when nothing was sent for half
+  // the keep-alive; kUnavailable when a ping went unanswered that long. For
+  // a caller with nothing to send, every second or so, so that the broker
+  // does not drop an idle connection and a dead one is noticed.
+  Status KeepAlive();
   // DISCONNECT, best effort: the broker drops our last will, if any.
   void Disconnect();
 
@@ -71,8 +73,15 @@ class MqttPublisher {
   uint64_t completed() const { return completed_; }
 
  private:
-  MqttPublisher(std::unique_ptr<NetStream> net, Millis keep_alive);
-  Status Flush(SteadyTime deadline);
+  MqttPublisher(std::unique_ptr<NetStream> net, Millis keep_alive, Millis write_timeout);
+  // Writes what is queued, waiting up to write_timeout_ for room.
+  Status Flush();
+  Status Ping();
+  // Handles what has arrived, without waiting.
+  Status TakeArrived();
+  // Records the first failure: once a write or read failed, the connection
+  // is not used again (part of a packet may have gone out).
+  Status Fail(Status why);
   // Reads once what is there (into in_), and handles every complete packet.
   Status ReadSome();
   Status ReadAndHandle();
@@ -84,6 +93,8 @@ class MqttPublisher {
 
   std::unique_ptr<NetStream> net_;
   const Millis keep_alive_;
+  const Millis write_timeout_;
+  Status broken_ = Status::Ok();
   std::string out_;
   std::vector<char> in_;
   size_t have_ = 0;

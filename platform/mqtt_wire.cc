@@ -1,5 +1,7 @@
 #include "platform/mqtt_wire.h"
 
+#include <cstdio>
+
 namespace sluice::mqtt {
 namespace {
 
@@ -253,6 +255,40 @@ void AppendSubscribe(int version, uint16_t packet_id, const std::vector<std::str
     // retain handling 0: the 3.1.1 behaviour.
     out->push_back(static_cast<char>(qos));
   }
+}
+
+Status CheckTopicName(std::string_view topic) {
+  if (topic.empty()) return Status::InvalidArgument("the topic is empty");
+  if (topic.size() > 65535) return Status::InvalidArgument("the topic is longer than 65,535 bytes");
+  for (size_t i = 0; i < topic.size();) {
+    const auto lead = static_cast<unsigned char>(topic[i]);
+    size_t length = lead < 0x80 ? 1 : (lead >> 5) == 0x6 ? 2 : (lead >> 4) == 0xe ? 3 : (lead >> 3) == 0x1e ? 4 : 0;
+    if (length == 0 || i + length > topic.size()) {
+      return Status::InvalidArgument("the topic is not valid UTF-8 (at byte " + std::to_string(i) + ")");
+    }
+    uint32_t cp = length == 1 ? lead : lead & (0x7f >> length);
+    for (size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(topic[i + k]);
+      if ((next & 0xc0) != 0x80) {
+        return Status::InvalidArgument("the topic is not valid UTF-8 (at byte " + std::to_string(i) + ")");
+      }
+      cp = (cp << 6) | (next & 0x3f);
+    }
+    static constexpr uint32_t kLeast[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < kLeast[length] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+      return Status::InvalidArgument("the topic is not valid UTF-8 (at byte " + std::to_string(i) + ")");
+    }
+    if (cp == '+' || cp == '#') return Status::InvalidArgument("the topic holds a wildcard (+ or #)");
+    if (cp <= 0x1f || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0xfdd0 && cp <= 0xfdef) ||
+        (cp & 0xfffe) == 0xfffe) {
+      char code[16];
+      std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(cp));
+      return Status::InvalidArgument(std::string("the topic holds ") + code +
+                                     ", a control character or non-character brokers refuse");
+    }
+    i += length;
+  }
+  return Status::Ok();
 }
 
 void AppendAck(PacketType type, uint16_t packet_id, std::string* out) {

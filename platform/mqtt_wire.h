@@ -101,6 +101,13 @@ struct ConnectOptions {
   uint16_t receive_maximum = 65535;
 };
 
+// Why `topic` cannot be published to, or OK: empty, longer than 65,535
+// bytes, a wildcard (+ #), or not what brokers take as a topic name:
+// invalid UTF-8, U+0000, control characters (U+0001-U+001F,
+// U+007F-U+009F) or non-characters (mosquitto hangs up on those, and a
+// sender that retries would send the same packet for ever).
+Status CheckTopicName(std::string_view topic);
+
 // Each appends one packet to *out, so that several go out in one write.
 void AppendConnect(const ConnectOptions& options, std::string* out);
 void AppendSubscribe(int version, uint16_t packet_id, const std::vector<std::string>& filters,

@@ -134,6 +134,7 @@ void DeliveryLoop::Run() {
       }
       if (peeked->empty()) {
         if (StopRequested()) break;
+        sink_.Idle();
         continue;
       }
       if (peeked->size() < max_batch && limits_.max_delay.count() > 0 && !StopRequested()) {

@@ -8,6 +8,7 @@
 
 #include "platform/log.h"
 #include "platform/mqtt_publisher.h"
+#include "platform/mqtt_wire.h"
 #include "sinks/record_template.h"
 
 namespace sluice::sinks {
@@ -64,19 +65,27 @@ class MqttSink : public Sink {
         result.rejected.push_back({i, topic.status().WithContext("sink '" + name_ + "'")});
         continue;
       }
-      if (topic->empty() || topic->find_first_of("+#") != std::string::npos) {
+      // What a broker would answer by hanging up, so that the batch would be
+      // retried for ever: refused here, for this record alone.
+      if (Status valid = mqtt::CheckTopicName(*topic); !valid.ok()) {
+        const std::string shown = topic->size() > 200 ? topic->substr(0, 200) + "..." : *topic;
         result.rejected.push_back(
-            {i, Status::InvalidArgument("sink '" + name_ + "': topic '" + *topic +
+            {i, Status::InvalidArgument("sink '" + name_ + "': topic '" + shown +
                                         "' rendered from '" + topic_.text() +
-                                        "' is empty or holds a wildcard")});
+                                        "' cannot be published to: " + std::string(valid.message()))});
         continue;
       }
-      s = client_->Publish(*topic, batch[i].body, config_.qos, Now() + kAckTimeout);
+      s = client_->Publish(*topic, batch[i].body, config_.qos);
       if (s.ok() && client_->in_flight() >= window) s = client_->Await(window - 1, Now() + kAckTimeout);
     }
     if (s.ok()) s = client_->Await(0, Now() + kAckTimeout);
     if (!s.ok()) return {Broken("publish to", s), {}, std::nullopt};
     return result;
+  }
+
+  void Idle() override {
+    if (!client_) return;
+    if (Status s = client_->KeepAlive(); !s.ok()) Lost(s);
   }
 
   void Abort() override {
@@ -96,14 +105,10 @@ class MqttSink : public Sink {
   Status EnsureConnected() {
     tried_.store(true);
     if (client_) {
-      // Idle since the last batch: the broker may have gone, or dropped us.
-      Status alive = client_->Alive(Now() + kAckTimeout);
+      // What came while no batch was written (Idle kept the connection alive).
+      Status alive = client_->KeepAlive();
       if (alive.ok()) return alive;
-      if (aborted_.load()) return Stopping();
-      LogWarn("sink '", name_, "': connection to ", config_.url, " lost (", alive.message(),
-              "); reconnecting");
-      client_.reset();
-      connected_.store(false);
+      Lost(alive);
     }
     if (aborted_.load()) return Stopping();
     StatusOr<std::unique_ptr<MqttPublisher>> client = MqttPublisher::Connect(options_, cancel_fd_);
@@ -117,6 +122,14 @@ class MqttSink : public Sink {
     connected_.store(true);
     LogInfo("sink '", name_, "': connected to ", config_.url);
     return Status::Ok();
+  }
+
+  void Lost(const Status& why) {
+    client_.reset();
+    connected_.store(false);
+    if (aborted_.load()) return;
+    LogWarn("sink '", name_, "': connection to ", config_.url, " lost (", why.message(),
+            "); reconnecting with the next batch");
   }
 
   // The connection is not to be trusted after any failure: the next write

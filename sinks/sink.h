@@ -50,7 +50,7 @@ struct BatchLimits {
   Millis max_delay{2};
 };
 
-// Driven by one delivery thread: Write and Flush are never called at once.
+// Driven by one delivery thread: Write, Flush and Idle are never called at once.
 class Sink {
  public:
   virtual ~Sink() = default;
@@ -62,6 +62,9 @@ class Sink {
   // nothing delivered that was not confirmed). Called when the shutdown
   // grace period is over.
   virtual void Abort() {}
+  // Called by the delivery thread about every DeliveryOptions::idle_poll
+  // while the queue is empty: keeps an idle connection alive (never waits).
+  virtual void Idle() {}
   // Whether the sink holds a working connection upstream; nullopt for sinks
   // without one (file, stdout). Thread-safe.
   virtual std::optional<bool> connected() const { return std::nullopt; }

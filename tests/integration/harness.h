@@ -190,7 +190,7 @@ class TestPublisher {
 
  private:
   std::string url_;
-  std::unique_ptr<mqtt::async_client> client_;
+  std::unique_ptr<::mqtt::async_client> client_;
 };
 
 // An MQTT subscriber that queues what it receives (clean session).
@@ -209,7 +209,7 @@ class TestSubscriber {
   std::optional<TestMessage> Next(milliseconds timeout);
 
  private:
-  std::unique_ptr<mqtt::async_client> client_;
+  std::unique_ptr<::mqtt::async_client> client_;
 };
 
 // The `sluice` executable under test: $SLUICE_BINARY if set, else the build's

@@ -8,6 +8,7 @@
 
 #include "tests/memory_dead_letters.h"
 #include "platform/dead_letter.h"
+#include "platform/mqtt_publisher.h"
 #include "platform/store.h"
 #include "sinks/delivery.h"
 #include "sinks/sink.h"
@@ -192,4 +193,58 @@ TEST_CASE("mqtt sink finds its idle connection gone after a broker restart and d
   std::set<std::string> bodies;
   for (const TestMessage& m : got) bodies.insert(m.payload);
   for (int n = 0; n < 100; ++n) CHECK(bodies.count(Body(n)) == 1);
+}
+
+TEST_CASE("mqtt sink dead-letters a record whose topic a broker would hang up on") {
+  Mosquitto broker;
+  broker.Start();
+  TestSubscriber sub(broker.url(), "results/#", 1);
+  Rig rig(broker.url(), "results/{device}");
+  Commit c;
+  c.outputs.resize(rig.store->queue_count());
+  c.outputs[rig.index].push_back(
+      {"long", "", R"({"id":"long","kind":"reading","fields":{"device":")" + std::string(70000, 'x') + R"("}})"});
+  c.outputs[rig.index].push_back({"tab", "", R"({"id":"tab","kind":"reading","fields":{"device":"dev\t7"}})"});
+  c.outputs[rig.index].push_back({"b", "", R"({"id":"b","kind":"reading","fields":{"device":"dev-7"}})"});
+  REQUIRE(rig.store->Write(c).ok());
+  auto m = sub.Next(30000ms);
+  REQUIRE(m);
+  CHECK(m->topic == "results/dev-7");
+  REQUIRE(WaitUntil([&] { return rig.dead.size() == 2; }, 30000ms));
+  CHECK(rig.dead.letters[0].reason.find("65,535") != std::string::npos);
+  CHECK(rig.dead.letters[1].reason.find("U+0009") != std::string::npos);
+  CHECK(rig.loop->counters().delivered == 1);
+  REQUIRE(WaitUntil([&] { return rig.queued() == 0; }, 30000ms));
+}
+
+TEST_CASE("the publisher's keep-alive holds an idle connection the broker would otherwise drop") {
+  Mosquitto broker;
+  broker.Start();
+  MqttPublisher::Options options;
+  options.url = broker.url();
+  options.connect.client_id = "keep-alive-test";
+  // The broker drops a client after 1.5 keep-alives without a packet
+  // (mosquitto 2.0 checks now and then: 3-7 s after the last one here).
+  options.connect.keep_alive_s = 2;
+  auto kept = MqttPublisher::Connect(options);
+  REQUIRE(kept.ok());
+  options.connect.client_id = "left-alone-test";
+  auto left = MqttPublisher::Connect(options);
+  REQUIRE(left.ok());
+
+  // Twelve seconds idle: one is kept alive every 100 ms, the other not.
+  for (int i = 0; i < 120; ++i) {
+    REQUIRE((*kept)->KeepAlive().ok());
+    std::this_thread::sleep_for(100ms);
+  }
+  INFO(ReadFile(broker.log_path()));
+  CHECK((*left)->KeepAlive().code() == StatusCode::kUnavailable);
+
+  // The kept connection still publishes, and the broker answers.
+  TestSubscriber sub(broker.url(), "kept/#", 1);
+  REQUIRE((*kept)->Publish("kept/1", "{}", 1).ok());
+  CHECK((*kept)->Await(0, RealClock().Now() + 10000ms).ok());
+  auto m = sub.Next(30000ms);
+  REQUIRE(m);
+  CHECK(m->topic == "kept/1");
 }

@@ -2,6 +2,10 @@
 // specification (OASIS MQTT 3.1.1, sections 2 and 3), not by the encoder.
 #include <catch2/catch.hpp>
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "platform/mqtt_wire.h"
 
 using namespace sluice;
@@ -210,4 +214,35 @@ TEST_CASE("CONNACK and SUBACK are read, and a refusal is named") {
   auto id = ParseAckId(packet);
   REQUIRE(id.ok());
   CHECK(*id == 0x0102);
+}
+
+TEST_CASE("a topic to publish to is refused where brokers would hang up on it") {
+  CHECK(CheckTopicName("plant/line-1/temp").ok());
+  CHECK(CheckTopicName("usine/étage/°C/温度/🌡").ok());
+  CHECK(CheckTopicName(std::string(65535, 'a')).ok());
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"", "empty"},
+      {std::string(65536, 'a'), "65,535"},
+      {"a/+/b", "wildcard"},
+      {"a/#", "wildcard"},
+      {std::string("a\0b", 3), "U+0000"},
+      {"tab\there", "U+0009"},
+      {"new\nline", "U+000A"},
+      {"del\x7f", "U+007F"},
+      {"next\xc2\x85line", "U+0085"},
+      {"non\xef\xbf\xbe", "U+FFFE"},
+      {"non\xef\xb7\x90", "U+FDD0"},
+      {"non\xf0\x9f\xbf\xbf", "U+1FFFF"},
+      {"overlong\xc0\xaf", "UTF-8"},
+      {"cut\xc3", "UTF-8"},
+      {"surrogate\xed\xa0\x80", "UTF-8"},
+      {"lone\x80", "UTF-8"},
+      {"beyond\xf4\x90\x80\x80", "UTF-8"},
+  };
+  for (const auto& [topic, why] : refused) {
+    CAPTURE(topic);
+    Status s = CheckTopicName(topic);
+    CHECK(s.code() == StatusCode::kInvalidArgument);
+    CHECK(std::string(s.message()).find(why) != std::string::npos);
+  }
 }
