@@ -63,8 +63,17 @@ Status CheckTopicPattern(std::string_view pattern) {
 }
 
 Status CheckUrl(std::string_view url) {
-  if (url.starts_with("tcp://") || url.starts_with("mqtt://")) return Status::Ok();
-  return Status::InvalidArgument("expected a URL like tcp://host:port");
+  const Status expected = Status::InvalidArgument("expected a URL like tcp://host:port");
+  if (!url.starts_with("tcp://") && !url.starts_with("mqtt://")) return expected;
+  // The port is not guessed: a broker on another one would look absent.
+  const MqttEndpoint e = ParseMqttUrl(std::string(url));
+  const size_t colon = url.rfind(':');
+  const std::string_view port = url.substr(colon + 1);
+  if (e.host.empty() || colon < url.find("://") + 3 || port.empty() ||
+      port.find_first_not_of("0123456789") != std::string_view::npos || e.port < 1 || e.port > 65535) {
+    return expected;
+  }
+  return Status::Ok();
 }
 
 Status CheckOptions(const SimulateOptions& o) {

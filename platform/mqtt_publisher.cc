@@ -140,7 +140,9 @@ void MqttPublisher::Disconnect() {
   if (!broken_.ok()) return;
   out_.clear();
   mqtt::AppendDisconnect(&out_);
-  (void)Flush();
+  // Going away: a broker that takes nothing (frozen, a full window) must not
+  // hold a stop for the whole write timeout.
+  (void)Flush(Millis(1000));
 }
 
 Status MqttPublisher::Ping() {
@@ -153,10 +155,10 @@ Status MqttPublisher::Ping() {
   return Flush();
 }
 
-Status MqttPublisher::Flush() {
+Status MqttPublisher::Flush(std::optional<Millis> timeout) {
   RETURN_IF_ERROR(broken_);
   if (out_.empty()) return Status::Ok();
-  Status s = net_->WriteAll(out_, Now() + write_timeout_);
+  Status s = net_->WriteAll(out_, Now() + timeout.value_or(write_timeout_));
   out_.clear();
   last_sent_ = Now();
   // Part of a packet may have gone out: nothing more can follow it.

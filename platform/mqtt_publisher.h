@@ -74,8 +74,8 @@ class MqttPublisher {
 
  private:
   MqttPublisher(std::unique_ptr<NetStream> net, Millis keep_alive, Millis write_timeout);
-  // Writes what is queued, waiting up to write_timeout_ for room.
-  Status Flush();
+  // Writes what is queued, waiting up to `timeout` (write_timeout_) for room.
+  Status Flush(std::optional<Millis> timeout = std::nullopt);
   Status Ping();
   // Handles what has arrived, without waiting.
   Status TakeArrived();

@@ -199,6 +199,11 @@ TEST_CASE("simulate command: flags land in the options, bad values are refused",
     CHECK(*options.start_ms == 1000);
     CHECK(options.client_id == "sim-1");
   }
+  SECTION("an IPv6 broker, mqtt://") {
+    CHECK_NOTHROW(app.parse("simulate --url tcp://[::1]:1883", false));
+    CHECK(options.url == "tcp://[::1]:1883");
+    CHECK_NOTHROW(app.parse("simulate --url mqtt://broker.local:1884", false));
+  }
   SECTION("out of range or malformed") {
     CHECK_THROWS_AS(app.parse("simulate --qos 3", false), CLI::ValidationError);
     CHECK_THROWS_AS(app.parse("simulate --devices 0", false), CLI::ValidationError);
@@ -207,6 +212,11 @@ TEST_CASE("simulate command: flags land in the options, bad values are refused",
     CHECK_THROWS_AS(app.parse("simulate --topic sensors/+/x", false), CLI::ValidationError);
     CHECK_THROWS_AS(app.parse("simulate --topic sensors/{dev}", false), CLI::ValidationError);
     CHECK_THROWS_AS(app.parse("simulate --url localhost:1883", false), CLI::ValidationError);
+    CHECK_THROWS_AS(app.parse("simulate --url tcp://127.0.0.1", false), CLI::ValidationError);
+    CHECK_THROWS_AS(app.parse("simulate --url tcp://127.0.0.1:", false), CLI::ValidationError);
+    CHECK_THROWS_AS(app.parse("simulate --url tcp://127.0.0.1:18x3", false), CLI::ValidationError);
+    CHECK_THROWS_AS(app.parse("simulate --url tcp://127.0.0.1:70000", false), CLI::ValidationError);
+    CHECK_THROWS_AS(app.parse("simulate --url tcp://:1883", false), CLI::ValidationError);
   }
 }
 
