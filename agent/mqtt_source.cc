@@ -219,10 +219,7 @@ class MqttSource::Impl {
                   "flight then bounds each batch)");
           return Status::Unavailable("the broker does not speak MQTT 5");
         }
-        std::string reason = "the broker refused the connection: " + mqtt::ConnackReason(connack.code);
-        return connack.code == 4 || connack.code == 5 || connack.code == 0x86 || connack.code == 0x87
-                   ? Status::PermissionDenied(reason)
-                   : Status::Unavailable(reason);
+        return mqtt::ConnackRefusal(connack.code);
       }
       if (stopping_) return Status::Cancelled("stopping");
       if (clock_.Now() >= deadline) return Status::DeadlineExceeded("no CONNACK within 10 s");

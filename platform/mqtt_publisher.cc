@@ -66,9 +66,7 @@ StatusOr<std::unique_ptr<MqttPublisher>> MqttPublisher::Connect(const Options& o
       }
       client->Consume(*used);
       if (connack.code == 0) return client;
-      std::string reason = "the broker refused the connection: " + mqtt::ConnackReason(connack.code);
-      return connack.code == 4 || connack.code == 5 ? Status::PermissionDenied(reason)
-                                                    : Status::Unavailable(reason);
+      return mqtt::ConnackRefusal(connack.code);
     }
     Status ready = client->net_->WaitReadable(deadline);
     if (ready.code() == StatusCode::kDeadlineExceeded) {

@@ -191,6 +191,12 @@ std::string ConnackReason(int code) {
   return "refused with reason code " + std::to_string(code);
 }
 
+Status ConnackRefusal(int code) {
+  std::string reason = "the broker refused the connection: " + ConnackReason(code);
+  return code == 4 || code == 5 || code == 0x86 || code == 0x87 ? Status::PermissionDenied(reason)
+                                                                 : Status::Unavailable(reason);
+}
+
 bool ConnackRefusedVersion(int code) { return code == 1 || code == 0x84; }
 
 Status ParseSuback(const Packet& packet, int version, Suback* out) {

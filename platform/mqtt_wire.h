@@ -72,6 +72,9 @@ Status ParseConnack(const Packet& packet, int version, Connack* out);
 // The reason for a refused CONNECT: MQTT 3.1.1 return codes 1-5, MQTT 5
 // reason codes 0x80 and up.
 std::string ConnackReason(int code);
+// A refused CONNECT as a Status: kPermissionDenied for bad credentials or
+// not authorized (3.1.1: 4, 5; MQTT 5: 0x86, 0x87), kUnavailable otherwise.
+Status ConnackRefusal(int code);
 // True when the code says the broker does not speak this protocol version
 // (3.1.1: 1; 5: 0x84), so that the client can try the older one.
 bool ConnackRefusedVersion(int code);
