@@ -180,8 +180,11 @@ TEST_CASE("mqtt sink finds its idle connection gone after a broker restart and d
   rig.Append(0, 50);
   REQUIRE(WaitUntil([&] { return rig.loop->counters().delivered == 50; }, 30000ms));
 
-  // The connection dies while the sink has nothing to send.
+  // The connection dies while the sink has nothing to send: its keep-alive
+  // sees it (health), and the next batch makes a new one.
   broker.Stop();
+  REQUIRE(WaitUntil([&] { return rig.loop->health().connected == std::optional<bool>(false); },
+                    30000ms));
   broker.Start();
   rig.Append(50, 100);
   REQUIRE(WaitUntil([&] { return rig.queued() == 0; }, 60000ms));
